@@ -1,0 +1,904 @@
+#!/usr/bin/env python3
+"""Echo-server benchmark driver: Swisted vs. raw libuv (C) vs. SwiftNIO.
+
+Python 3 standard library only. Builds the Benchmarks package in release mode,
+then measures every server in interleaved rounds (for each test: for round in
+1..R: for server in SERVERS: measure) with the server pinned to CPU 0 and the
+load generator (our own epoll C program, echo-load) pinned to CPU 1, and writes
+RESULTS.md, results.svg and results.json next to this file.
+
+    python3 bench.py            # full run (well under 10 minutes once built)
+    python3 bench.py --quick    # ~60 s subset
+    python3 bench.py --no-build # use the binaries already in .build/release
+
+A server that is missing, fails to build, or fails a measurement shows up in the
+tables as "n/a (reason)"; the run carries on.
+
+To add a server, add one line to SERVERS below (name, SwiftPM product). It must
+take `--port N [--host H]`, print `listening on PORT` once listening, and exit 0
+on SIGTERM.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN_DIR = os.path.join(HERE, ".build", "release")
+
+# ---- the servers: adding one is one line: (name, SwiftPM executable product) ----
+SERVERS = [
+    ("uv-echo", "uv-echo"),
+    ("swisted-echo", "swisted-echo"),
+    ("nio-echo", "nio-echo"),
+]
+BASELINE = "uv-echo"        # ratios are relative to this one (the floor)
+LOADGEN = "echo-load"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+HOST = "127.0.0.1"
+
+# callgrind / allocation tests run on these (others may be added to SERVERS freely)
+CALLGRIND_TRIPS = 20000
+
+FULL = dict(
+    rounds=3,
+    echo=[(1, 65536), (1, 1024), (50, 1024), (500, 256)],
+    echo_seconds=3.0, echo_warmup=0.5,
+    callgrind=True,
+    alloc_rounds=3, alloc_seconds=2.0,
+    idle_conns=10000, idle_rounds=3,
+    churn_seconds=2.0, churn_rounds=3, churn_conns=4, churn_size=64,
+)
+QUICK = dict(
+    rounds=3,
+    echo=[(1, 1024), (50, 1024)],
+    echo_seconds=1.0, echo_warmup=0.3,
+    callgrind=False,
+    alloc_rounds=1, alloc_seconds=1.0,
+    idle_conns=1000, idle_rounds=1,
+    churn_seconds=1.0, churn_rounds=1, churn_conns=4, churn_size=64,
+)
+
+
+class BenchError(Exception):
+    """A measurement that could not be made; its text ends up in the table."""
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def short(text, n=90):
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# ------------------------------------------------------------------ building
+
+def build(names):
+    """Build everything in release mode. Returns {product: failure reason}."""
+    cmd = ["swift", "build", "-c", "release", "--package-path", HERE]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode == 0:
+        return {}
+    log(tail(r.stdout + r.stderr, 30))
+    log("full build failed; building product by product")
+    failures = {}
+    products = [p for _, p in SERVERS] + [LOADGEN]
+    for p in dict.fromkeys(products):
+        r = subprocess.run(cmd + ["--product", p], capture_output=True, text=True)
+        if r.returncode != 0:
+            failures[p] = first_error(r.stdout + r.stderr)
+    # If even the products that do not use Swisted failed, the root package's
+    # manifest is probably what breaks resolution: build them without the
+    # swisted dependency.
+    others = [p for p in failures if p != "swisted-echo"]
+    if others:
+        log("retrying without the swisted dependency (SWISTED_BENCH_NO_SWISTED=1): " + ", ".join(others))
+        env = dict(os.environ, SWISTED_BENCH_NO_SWISTED="1")
+        for p in others:
+            r = subprocess.run(cmd + ["--product", p], capture_output=True, text=True, env=env)
+            if r.returncode == 0:
+                del failures[p]
+    for p, why in failures.items():
+        log(f"build of {p} failed: {why}")
+    return failures
+
+
+def first_error(text):
+    for line in text.splitlines():
+        if "error:" in line:
+            return short(line.strip(), 120)
+    return short(text.strip().splitlines()[-1] if text.strip() else "unknown", 120)
+
+
+def tail(text, n):
+    return "\n".join(text.splitlines()[-n:])
+
+
+# ------------------------------------------------------------------ processes
+
+class Server:
+    """One server process, pinned to SERVER_CPU, with RLIMIT_NOFILE raised."""
+
+    def __init__(self, name, binary, prefix=(), env=None, start_timeout=20.0):
+        self.name = name
+        self.binary = binary
+        self.prefix = list(prefix)
+        self.env = env
+        self.start_timeout = start_timeout
+        self.proc = None
+        self.port = None
+        self.tmp = tempfile.mkdtemp(prefix="swisted-bench-")
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self):
+        out = open(os.path.join(self.tmp, "stdout"), "w")
+        err = open(os.path.join(self.tmp, "stderr"), "w")
+        argv = ["taskset", "-c", SERVER_CPU] + self.prefix + [self.binary, "--port", "0", "--host", HOST]
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                     preexec_fn=raise_nofile, env=self.env)
+        out.close()
+        err.close()
+        deadline = time.time() + self.start_timeout
+        while time.time() < deadline:
+            m = re.search(r"listening on (\d+)", self.read("stdout"))
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise BenchError(f"exited {self.proc.returncode} before listening: {short(self.read('stderr'))}")
+            time.sleep(0.01)
+        self.proc.kill()
+        self.proc.wait()
+        raise BenchError("did not print 'listening on PORT' in time")
+
+    def read(self, which):
+        try:
+            with open(os.path.join(self.tmp, which), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=15.0):
+        """SIGTERM; returns the exit code (or 'killed' if it did not exit)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "killed"
+
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise BenchError("no VmRSS")
+
+    def nfds(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+def loadgen(args, timeout):
+    argv = ["taskset", "-c", LOAD_CPU, bin_path(LOADGEN)] + [str(a) for a in args]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=raise_nofile)
+    except subprocess.TimeoutExpired:
+        raise BenchError("load generator timed out")
+    line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    try:
+        res = json.loads(line)
+    except ValueError:
+        raise BenchError(f"load generator failed (rc {r.returncode}): {short(r.stderr or r.stdout)}")
+    return res
+
+
+def bin_path(product):
+    return os.path.join(BIN_DIR, product)
+
+
+def check_exit(srv, rc, res):
+    res["exit_code"] = rc
+    if rc != 0:
+        res["note"] = f"exit code {rc} after SIGTERM"
+
+
+# ------------------------------------------------------------------ measurements
+
+def m_echo(name, conns, size, seconds, warmup):
+    with Server(name, bin_path(name)) as s:
+        res = loadgen(["--host", HOST, "--port", s.port, "--conns", conns, "--size", size,
+                       "--seconds", seconds, "--warmup", warmup, "--server-pid", s.pid],
+                      timeout=seconds + warmup + 60)
+        check_exit(s, s.stop(), res)
+    if res.get("round_trips", 0) == 0:
+        raise BenchError(f"no round trips ({res.get('errors', '?')} errors)")
+    if res.get("errors"):
+        res["note"] = f"{res['errors']} errors"
+    return res
+
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    raise BenchError("no totals in callgrind output")
+
+
+def stripped_copy(name, tmpdir):
+    """valgrind 3.19 cannot read the DWARF 5 debug info of Swift binaries, so it
+    runs a copy without it (strip --strip-debug keeps the symbol table, so
+    callgrind can still name functions)."""
+    dst = os.path.join(tmpdir, name)
+    subprocess.run(["strip", "--strip-debug", "-o", dst, bin_path(name)], check=True)
+    return dst
+
+
+def m_callgrind(name, trips, keep_dir):
+    if not shutil.which("valgrind"):
+        raise BenchError("valgrind not installed")
+    tmpdir = tempfile.mkdtemp(prefix="swisted-cg-")
+    try:
+        binary = stripped_copy(name, tmpdir)
+        totals = {}
+        for label, n in (("idle", 0), ("run", trips)):
+            out = os.path.join(tmpdir, f"callgrind.{label}.out")
+            prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            t0 = time.time()
+            with Server(name, binary, prefix=prefix, start_timeout=180) as s:
+                if n:
+                    res = loadgen(["--host", HOST, "--port", s.port, "--conns", 1, "--size", 1024,
+                                   "--trips", n, "--warmup", 0], timeout=600)
+                    if res.get("round_trips") != n:
+                        raise BenchError(f"only {res.get('round_trips')} of {n} trips")
+                rc = s.stop(timeout=120)
+                if rc != 0:
+                    raise BenchError(f"exit code {rc} under valgrind")
+            totals[label] = callgrind_total(out)
+            log(f"  callgrind {name} {label}: {totals[label]} Ir in {time.time() - t0:.1f}s")
+            if label == "run" and keep_dir:
+                shutil.copy(out, os.path.join(keep_dir, f"callgrind.{name}.out"))
+        per = (totals["run"] - totals["idle"]) / trips
+        return {"ir_idle": totals["idle"], "ir_run": totals["run"], "trips": trips, "ir_per_rt": per}
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def malloccount_lib(tmpdir):
+    src = os.path.join(HERE, "tools", "malloccount.c")
+    so = os.path.join(tmpdir, "malloccount.so")
+    r = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", so, src], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError("gcc failed: " + short(r.stderr))
+    return so
+
+
+def parse_counts(line):
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def m_alloc(name, so, conns, size, seconds):
+    tmpdir = tempfile.mkdtemp(prefix="swisted-mc-")
+    try:
+        out = os.path.join(tmpdir, "counts")
+        env = dict(os.environ, LD_PRELOAD=so, MALLOCCOUNT_FILE=out)
+        with Server(name, bin_path(name), env=env) as s:
+            res = loadgen(["--host", HOST, "--port", s.port, "--conns", conns, "--size", size,
+                           "--seconds", seconds, "--warmup", 0.3, "--server-pid", s.pid, "--alloc-signal"],
+                          timeout=seconds + 60)
+            deadline = time.time() + 5
+            lines = []
+            while time.time() < deadline:
+                try:
+                    with open(out) as f:
+                        lines = f.read().splitlines()
+                except OSError:
+                    lines = []
+                if len(lines) >= 2:
+                    break
+                time.sleep(0.02)
+            rc = s.stop()
+        if len(lines) < 2:
+            raise BenchError("malloc counter did not report (LD_PRELOAD not honoured?)")
+        a, b = parse_counts(lines[0]), parse_counts(lines[1])
+        trips = res.get("round_trips", 0)
+        if not trips:
+            raise BenchError("no round trips")
+        d = {k: b[k] - a[k] for k in a}
+        r = {"round_trips": trips, "allocs": d["allocs"], "frees": d["free"],
+             "allocs_per_rt": d["allocs"] / trips, "frees_per_rt": d["free"] / trips,
+             "detail": d}
+        check_exit(s, rc, r)
+        return r
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def wait_fds(s, target, cmp, timeout):
+    deadline = time.time() + timeout
+    last = s.nfds()
+    while time.time() < deadline:
+        last = s.nfds()
+        if cmp(last, target):
+            return last, True
+        time.sleep(0.05)
+    return last, False
+
+
+def m_idle(name, n):
+    with Server(name, bin_path(name)) as s:
+        time.sleep(0.3)
+        rss0, fd0 = s.rss_kib(), s.nfds()
+        argv = ["taskset", "-c", LOAD_CPU, bin_path(LOADGEN), "--host", HOST, "--port", str(s.port),
+                "--idle", str(n)]
+        lg = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+                              text=True, preexec_fn=raise_nofile)
+        try:
+            line = lg.stdout.readline()
+            try:
+                info = json.loads(line)
+            except ValueError:
+                raise BenchError("idle load generator failed: " + short(lg.stderr.read() if lg.poll() is not None else line))
+            est = info["established"]
+            if est < n:
+                raise BenchError(f"only {est}/{n} connections established ({info['errors']} errors)")
+            fds, ok = wait_fds(s, fd0 + est, lambda a, b: a >= b, 30)
+            if not ok:
+                raise BenchError(f"server accepted only {fds - fd0}/{est}")
+            time.sleep(0.5)
+            rss1 = s.rss_kib()
+        finally:
+            lg.send_signal(signal.SIGTERM)
+            try:
+                lg.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                lg.kill()
+                lg.wait()
+        fds_after, released = wait_fds(s, fd0, lambda a, b: a <= b, 15)
+        rss2 = s.rss_kib()
+        res = {"conns": n, "rss0_kib": rss0, "rss1_kib": rss1, "rss_after_close_kib": rss2,
+               "bytes_per_conn": (rss1 - rss0) * 1024 / n, "fd0": fd0, "fds_after_close": fds_after,
+               "fds_released": released}
+        check_exit(s, s.stop(), res)
+    return res
+
+
+def m_churn(name, seconds, conns, size):
+    with Server(name, bin_path(name)) as s:
+        time.sleep(0.2)
+        fd0 = s.nfds()
+        res = loadgen(["--host", HOST, "--port", s.port, "--churn", seconds, "--conns", conns,
+                       "--size", size, "--warmup", 0.3, "--server-pid", s.pid], timeout=seconds + 60)
+        fd1, ok = wait_fds(s, fd0, lambda a, b: a == b, 5)
+        res.update({"fd_before": fd0, "fd_after": fd1, "fd_equal": ok})
+        check_exit(s, s.stop(), res)
+    if not res.get("connections"):
+        raise BenchError(f"no connections ({res.get('connect_errors')} connect errors)")
+    return res
+
+
+# ------------------------------------------------------------------ orchestration
+
+def run_interleaved(title, names, rounds, fn):
+    """for round in 1..rounds: for server in names: fn(server). Returns {name: [result|BenchError]}."""
+    out = {n: [] for n in names}
+    for r in range(1, rounds + 1):
+        for n in names:
+            t0 = time.time()
+            try:
+                res = fn(n)
+            except BenchError as e:
+                res = e
+            except Exception as e:  # a driver bug must not lose the whole run
+                res = BenchError(f"{type(e).__name__}: {e}")
+            out[n].append(res)
+            log(f"[{title}] round {r} {n}: {summarize(res)} ({time.time() - t0:.1f}s)")
+    return out
+
+
+def summarize(res):
+    if isinstance(res, BenchError):
+        return f"FAILED: {res}"
+    keys = ("rt_per_s", "p99_us", "server_cpu_us_per_rt", "loadgen_cpu_frac", "other_cpu_frac", "allocs_per_rt",
+            "bytes_per_conn", "conn_per_s", "fd_equal", "ir_per_rt", "note")
+    return ", ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}"
+                     for k in keys if k in res)
+
+
+def med(results, key):
+    """(median, n_ok, reason) over the successful rounds."""
+    vals = [r[key] for r in results if not isinstance(r, BenchError) and r.get(key) is not None
+            and not (isinstance(r[key], (int, float)) and r[key] < 0)]
+    if not vals:
+        errs = [str(r) for r in results if isinstance(r, BenchError)]
+        return None, 0, (errs[0] if errs else "no data")
+    return statistics.median(vals), len(vals), None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def na(reason):
+    return f"n/a ({short(reason, 70)})"
+
+
+def machine_info():
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            info["cpu"] = m.group(1).strip() if m else "unknown"
+    except OSError:
+        info["cpu"] = "unknown"
+    info["cores"] = os.cpu_count()
+    try:
+        with open("/proc/loadavg") as f:
+            info["loadavg"] = " ".join(f.read().split()[:3])
+    except OSError:
+        info["loadavg"] = "unknown"
+    info["kernel"] = os.uname().release
+    info["swift"] = cmd_out(["swift", "--version"]).splitlines()[0] if cmd_out(["swift", "--version"]) else "unknown"
+    info["libuv"] = cmd_out(["pkg-config", "--modversion", "libuv"]).strip() or "unknown"
+    info["nio"] = "unknown"
+    try:
+        with open(os.path.join(HERE, "Package.resolved")) as f:
+            for pin in json.load(f).get("pins", []):
+                if pin.get("identity") == "swift-nio":
+                    info["nio"] = pin["state"].get("version", "unknown")
+    except (OSError, ValueError):
+        pass
+    info["valgrind"] = cmd_out(["valgrind", "--version"]).strip() or "not installed"
+    rev = cmd_out(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"]).strip()
+    dirty = cmd_out(["git", "-C", os.path.dirname(HERE), "status", "--porcelain", "--", "Sources"]).strip()
+    info["swisted_rev"] = (rev or "uncommitted") + (" (+ uncommitted changes)" if dirty else "")
+    return info
+
+
+def cmd_out(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="~60 s subset")
+    ap.add_argument("--no-build", action="store_true", help="do not run swift build")
+    ap.add_argument("--servers", help="comma-separated subset of: " + ",".join(n for n, _ in SERVERS))
+    ap.add_argument("--out", default=HERE, help="where RESULTS.md, results.svg, results.json go")
+    args = ap.parse_args()
+    cfg = QUICK if args.quick else FULL
+    t_start = time.time()
+    with open("/proc/loadavg") as f:
+        loadavg_start = " ".join(f.read().split()[:3])
+
+    servers = [n for n, _ in SERVERS]
+    if args.servers:
+        servers = [n for n in servers if n in args.servers.split(",")]
+    unavailable = {}
+    if not args.no_build:
+        failures = build(servers)
+        for n, p in SERVERS:
+            if p in failures:
+                unavailable[n] = "build failed: " + failures[p]
+        if LOADGEN in failures:
+            sys.exit(f"cannot build the load generator: {failures[LOADGEN]}")
+    for n, p in SERVERS:
+        if n not in unavailable and not os.access(bin_path(p), os.X_OK):
+            unavailable[n] = "not built"
+    if not os.access(bin_path(LOADGEN), os.X_OK):
+        sys.exit("echo-load is not built")
+    for n in servers:
+        if n in unavailable:
+            log(f"{n}: {unavailable[n]}")
+    live = [n for n in servers if n not in unavailable]
+
+    results = {"config": {k: v for k, v in cfg.items()}, "quick": args.quick, "servers": servers,
+               "unavailable": unavailable, "echo": {}, "callgrind": {}, "alloc": {}, "idle": {}, "churn": {}}
+
+    # 1. echo throughput / latency / CPU
+    for conns, size in cfg["echo"]:
+        key = f"{conns}x{size}"
+        results["echo"][key] = run_interleaved(
+            f"echo {key}", live, cfg["rounds"],
+            lambda n: m_echo(n, conns, size, cfg["echo_seconds"], cfg["echo_warmup"]))
+
+    # 2. allocations per round trip (LD_PRELOAD counter)
+    with tempfile.TemporaryDirectory(prefix="swisted-mcso-") as td:
+        try:
+            so = malloccount_lib(td)
+            results["alloc"] = run_interleaved("alloc 1x1024", live, cfg["alloc_rounds"],
+                                               lambda n: m_alloc(n, so, 1, 1024, cfg["alloc_seconds"]))
+        except BenchError as e:
+            results["alloc"] = {n: [e] for n in live}
+
+    # 3. idle connections: RSS per connection
+    results["idle"] = run_interleaved(f"idle {cfg['idle_conns']}", live, cfg["idle_rounds"],
+                                      lambda n: m_idle(n, cfg["idle_conns"]))
+
+    # 4. churn: connections/s, fds released
+    results["churn"] = run_interleaved("churn", live, cfg["churn_rounds"],
+                                       lambda n: m_churn(n, cfg["churn_seconds"], cfg["churn_conns"], cfg["churn_size"]))
+
+    # 5. callgrind instructions per round trip (deterministic: one round each)
+    cg_dir = os.path.join(args.out, "callgrind") if cfg["callgrind"] else None
+    if cg_dir:
+        os.makedirs(cg_dir, exist_ok=True)
+        results["callgrind"] = run_interleaved("callgrind", live, 1,
+                                               lambda n: m_callgrind(n, CALLGRIND_TRIPS, cg_dir))
+
+    results["elapsed_s"] = time.time() - t_start
+    results["machine"] = machine_info()
+    results["machine"]["loadavg_start"] = loadavg_start
+    results["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=lambda o: {"error": str(o)})
+    hot = hot_functions(cg_dir, live) if cg_dir else {}
+    md = render_md(results, cfg, servers, hot)
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.out, "results.svg"), "w") as f:
+        f.write(render_svg(results, cfg, servers))
+    print(md)
+    log(f"done in {time.time() - t_start:.0f}s; wrote RESULTS.md, results.svg, results.json in {args.out}")
+
+
+# ------------------------------------------------------------------ callgrind hot spots
+
+def hot_functions(cg_dir, names, top=15):
+    """Top functions by self cost (Ir) of each callgrind run, Swift names demangled."""
+    out = {}
+    if not shutil.which("callgrind_annotate"):
+        return out
+    for n in names:
+        path = os.path.join(cg_dir, f"callgrind.{n}.out")
+        if not os.path.exists(path):
+            continue
+        txt = cmd_out(["callgrind_annotate", "--threshold=100", path])
+        rows = []
+        for line in txt.splitlines():
+            m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)", line)
+            if m and not m.group(3).startswith("PROGRAM TOTALS"):
+                rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), m.group(3).strip()))
+        rows = rows[:top]
+        if shutil.which("swift") and rows:
+            dem = subprocess.run(["swift", "demangle", "--simplified", "--compact"],
+                                 input="\n".join(r[2] for r in rows), capture_output=True, text=True).stdout.splitlines()
+            if len(dem) == len(rows):
+                rows = [(a, b, d) for (a, b, _), d in zip(rows, dem)]
+        out[n] = rows
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+def ratio(v, base):
+    if v is None or not base:
+        return None
+    return v / base
+
+
+def render_md(res, cfg, servers, hot):
+    mi = res["machine"]
+    un = res["unavailable"]
+    L = []
+    L.append("# Swisted echo benchmarks\n")
+    if res["quick"]:
+        L.append("**Quick run** (`make bench-quick`): a subset, short windows; use `make bench` for the real figures.\n")
+    L.append(f"- Date: {res['date']}; whole run {res['elapsed_s']:.0f} s")
+    L.append(f"- CPU: {mi['cpu']}, {mi['cores']} cores (VM); kernel {mi['kernel']}")
+    L.append(f"- {mi['swift']}; libuv {mi['libuv']}; SwiftNIO {mi['nio']}; {mi['valgrind']}")
+    L.append(f"- Swisted: {mi['swisted_rev']}")
+    L.append(f"- Load average (1/5/15 min) before the run: {mi.get('loadavg_start', '?')} (before the build), "
+             f"after: {mi.get('loadavg', '?')}")
+    L.append(f"- Server pinned to CPU {SERVER_CPU}, load generator (`echo-load`, C/epoll) to CPU {LOAD_CPU}; "
+             f"interleaved rounds (for each test: for round in 1..{cfg['rounds']}: for server: measure), "
+             "a fresh server process per measurement; figures are medians over the rounds.")
+    for n in servers:
+        if n in un:
+            L.append(f"- **{n}: n/a ({un[n]})**")
+    L.append("")
+
+    def cell(results_by_server, n, key, digits=0, scale=1.0):
+        if n in un:
+            return na(un[n])
+        rs = results_by_server.get(n)
+        if not rs:
+            return "n/a (not run)"
+        v, k, why = med(rs, key)
+        if v is None:
+            return na(why)
+        s = fmt(v * scale if isinstance(v, (int, float)) and not isinstance(v, bool) else v, digits)
+        if k < len(rs):
+            s += f" ({k}/{len(rs)} ok)"
+        return s
+
+    def ratio_cell(results_by_server, n, key, digits=2):
+        if n in un or BASELINE in un:
+            return "n/a"
+        v, _, _ = med(results_by_server.get(n, []), key)
+        b, _, _ = med(results_by_server.get(BASELINE, []), key)
+        r = ratio(v, b)
+        return "n/a" if r is None else f"{r:.{digits}f}"
+
+    # echo
+    L.append("## Echo: closed-loop round trips\n")
+    L.append(f"Each connection sends S bytes, waits for all S back (checked byte for byte), repeats. "
+             f"Window {cfg['echo_seconds']} s after {cfg['echo_warmup']} s warm-up. "
+             "Server CPU = utime+stime of the server from /proc/PID/stat over exactly the measured window "
+             "(read by the load generator at its window edges; 10 ms tick resolution), divided by round trips. "
+             "MB/s is payload echoed per second (one direction). "
+             "Load-gen CPU is the load generator's own CPU share of the window (1.0 = one core saturated); "
+             "other CPU is what the rest of the machine used meanwhile (all CPUs' busy time from /proc/stat minus "
+             "server and load generator; > 0.1 means the figures are disturbed).\n")
+    L.append("| test | server | round trips/s | ratio to uv-echo | MB/s | server CPU µs/rt | CPU ratio | p50 µs | p99 µs | load-gen CPU | other CPU |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, by in res["echo"].items():
+        c, s = key.split("x")
+        label = f"{c} conn × {human_size(int(s))}"
+        for n in servers:
+            L.append(f"| {label} | {n} | {cell(by, n, 'rt_per_s')} | {ratio_cell(by, n, 'rt_per_s')} | "
+                     f"{cell(by, n, 'mb_per_s', 1)} | {cell(by, n, 'server_cpu_us_per_rt', 2)} | "
+                     f"{ratio_cell(by, n, 'server_cpu_us_per_rt')} | {cell(by, n, 'p50_us')} | "
+                     f"{cell(by, n, 'p99_us')} | {cell(by, n, 'loadgen_cpu_frac', 2)} | "
+                     f"{cell(by, n, 'other_cpu_frac', 2)} |")
+    L.append("")
+
+    # callgrind
+    L.append("## Instructions per round trip (callgrind)\n")
+    if not cfg["callgrind"]:
+        L.append("Not run in the quick subset.\n")
+    else:
+        L.append(f"`valgrind --tool=callgrind` on a copy of the release binary without debug info "
+                 f"(`strip --strip-debug`; valgrind 3.19 cannot read Swift's DWARF 5, the symbol table is kept so "
+                 f"functions have names), 1 conn × 1 KiB, {CALLGRIND_TRIPS:,} round trips. "
+                 "Per round trip = (Ir of the run − Ir of an idle start/stop of the same binary) / trips. "
+                 "Instruction counts are deterministic, so one round each.\n")
+        L.append("| server | Ir per round trip | ratio to uv-echo | Ir idle start/stop | Ir run |")
+        L.append("|---|---:|---:|---:|---:|")
+        by = res["callgrind"]
+        for n in servers:
+            L.append(f"| {n} | {cell(by, n, 'ir_per_rt')} | {ratio_cell(by, n, 'ir_per_rt')} | "
+                     f"{cell(by, n, 'ir_idle')} | {cell(by, n, 'ir_run')} |")
+        L.append("")
+
+    # alloc
+    L.append("## Allocations per round trip (server)\n")
+    L.append("`tools/malloccount.c`, an LD_PRELOAD library built by the driver with gcc, counts "
+             "malloc/calloc/realloc/posix_memalign/aligned_alloc/memalign/valloc calls (and frees) in the whole server "
+             "process; the load generator sends SIGUSR2 at the start and end of its measured window and the library "
+             f"appends the counts to a file. 1 conn × 1 KiB, {cfg['alloc_seconds']} s window, "
+             f"{cfg['alloc_rounds']} round(s).\n")
+    L.append("| server | allocations / rt | frees / rt | round trips in window |")
+    L.append("|---|---:|---:|---:|")
+    by = res["alloc"]
+    for n in servers:
+        L.append(f"| {n} | {cell(by, n, 'allocs_per_rt', 2)} | {cell(by, n, 'frees_per_rt', 2)} | "
+                 f"{cell(by, n, 'round_trips')} |")
+    L.append("")
+
+    # idle
+    L.append(f"## {cfg['idle_conns']:,} idle connections: server memory\n")
+    L.append("VmRSS of the server from /proc/PID/status before the connections and once the server holds all "
+             "of them (its /proc/PID/fd count grew by that many), divided by the number of connections. "
+             "`after close` is VmRSS once the load generator closed them all; `fds released` says whether "
+             "the server's fd count went back to where it was.\n")
+    L.append("| server | RSS bytes / connection | RSS before KiB | RSS with conns KiB | RSS after close KiB | fds released |")
+    L.append("|---|---:|---:|---:|---:|---|")
+    by = res["idle"]
+    for n in servers:
+        L.append(f"| {n} | {cell(by, n, 'bytes_per_conn')} | {cell(by, n, 'rss0_kib')} | {cell(by, n, 'rss1_kib')} | "
+                 f"{cell(by, n, 'rss_after_close_kib')} | {bool_cell(by, n, 'fds_released', un)} |")
+    L.append("")
+
+    # churn
+    L.append("## Connection churn\n")
+    L.append(f"{cfg['churn_conns']} concurrent loops of: connect, one echo of {cfg['churn_size']} B, close; "
+             f"{cfg['churn_seconds']} s window. fd count of the server (/proc/PID/fd) before and after "
+             "(after waiting up to 5 s for it to settle).\n")
+    L.append("| server | connections/s | ratio to uv-echo | server CPU µs/conn | fds before | fds after | equal |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
+    by = res["churn"]
+    for n in servers:
+        L.append(f"| {n} | {cell(by, n, 'conn_per_s')} | {ratio_cell(by, n, 'conn_per_s')} | "
+                 f"{cell(by, n, 'server_cpu_us_per_conn', 1)} | {cell(by, n, 'fd_before')} | "
+                 f"{cell(by, n, 'fd_after')} | {bool_cell(by, n, 'fd_equal', un)} |")
+    L.append("")
+
+    # shutdown
+    L.append("## Clean shutdown\n")
+    L.append("Exit codes of the servers after SIGTERM, over all measurements above (must all be 0).\n")
+    L.append("| server | exit codes |")
+    L.append("|---|---|")
+    for n in servers:
+        if n in un:
+            L.append(f"| {n} | {na(un[n])} |")
+            continue
+        codes = {}
+        for sect in ("echo", "alloc", "idle", "churn"):
+            groups = res[sect].values() if sect == "echo" else [res[sect]]
+            for g in groups:
+                for r in g.get(n, []):
+                    if not isinstance(r, BenchError) and "exit_code" in r:
+                        codes[str(r["exit_code"])] = codes.get(str(r["exit_code"]), 0) + 1
+        L.append(f"| {n} | " + (", ".join(f"{c}: {k}×" for c, k in sorted(codes.items())) or "n/a") + " |")
+    L.append("")
+
+    if hot:
+        L.append("## Callgrind: top functions by self cost (run of "
+                 f"{CALLGRIND_TRIPS:,} round trips, startup included)\n")
+        for n, rows in hot.items():
+            L.append(f"### {n}\n")
+            L.append("| Ir (self) | % | function |")
+            L.append("|---:|---:|---|")
+            for ir, pc, fn in rows:
+                fn = short(fn, 140).replace("|", "\\|")
+                L.append(f"| {ir:,} | {pc:.1f} | `{fn}` |")
+            L.append("")
+
+    L.append("## How to reproduce\n")
+    L.append("```\nmake -C Benchmarks bench        # everything (< 10 min once built)\n"
+             "make -C Benchmarks bench-quick  # ~60 s subset\n```\n")
+    L.append("Raw per-round data: `results.json`; callgrind profiles: `callgrind/` "
+             "(`callgrind_annotate callgrind/callgrind.swisted-echo.out | swift demangle --simplified`).")
+    return "\n".join(L) + "\n"
+
+
+def bool_cell(by, n, key, un):
+    if n in un:
+        return na(un[n])
+    rs = by.get(n, [])
+    ok = [r for r in rs if not isinstance(r, BenchError)]
+    if not ok:
+        errs = [str(r) for r in rs if isinstance(r, BenchError)]
+        return na(errs[0] if errs else "not run")
+    yes = sum(1 for r in ok if r.get(key))
+    return f"yes ({yes}/{len(ok)})" if yes == len(ok) else f"NO ({yes}/{len(ok)} yes)"
+
+
+def human_size(n):
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"
+
+
+# ------------------------------------------------------------------ svg
+
+def render_svg(res, cfg, servers):
+    """Grouped bar chart of ratios to uv-echo: throughput (higher is better) and
+    server CPU per operation (lower is better)."""
+    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"]
+    un = res["unavailable"]
+
+    def r(by, n, key):
+        if n in un or BASELINE in un:
+            return None
+        v, _, _ = med(by.get(n, []), key)
+        b, _, _ = med(by.get(BASELINE, []), key)
+        return ratio(v, b)
+
+    panels = []
+    groups = []
+    for key, by in res["echo"].items():
+        c, s = key.split("x")
+        groups.append((f"{c}×{human_size(int(s))}", {n: r(by, n, "rt_per_s") for n in servers}))
+    groups.append(("churn", {n: r(res["churn"], n, "conn_per_s") for n in servers}))
+    panels.append(("Throughput relative to uv-echo (higher is better)", groups))
+    groups = []
+    for key, by in res["echo"].items():
+        c, s = key.split("x")
+        groups.append((f"{c}×{human_size(int(s))}", {n: r(by, n, "server_cpu_us_per_rt") for n in servers}))
+    if res.get("callgrind"):
+        groups.append(("Ir/rt", {n: r(res["callgrind"], n, "ir_per_rt") for n in servers}))
+    groups.append(("churn CPU", {n: r(res["churn"], n, "server_cpu_us_per_conn") for n in servers}))
+    panels.append(("Server cost per operation relative to uv-echo (lower is better)", groups))
+
+    W, PH, top, left, right = 900, 300, 50, 60, 20
+    H = top + len(panels) * (PH + 70) + 10
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
+           f'Swisted echo benchmarks ({esc(res["date"])}{", quick subset" if res["quick"] else ""})</text>']
+    # legend
+    lx = left
+    for i, n in enumerate(servers):
+        out.append(f'<rect x="{lx}" y="30" width="12" height="12" fill="{colors[i % len(colors)]}"/>')
+        label = n + (" (n/a)" if n in un else "")
+        out.append(f'<text x="{lx + 16}" y="40">{esc(label)}</text>')
+        lx += 20 + 8 * len(label) + 20
+    y0 = top + 10
+    for title, groups in panels:
+        vals = [v for _, g in groups for v in g.values() if v is not None]
+        vmax = max(vals + [1.0]) * 1.15
+        ph = PH - 30
+        base_y = y0 + 25 + ph
+        out.append(f'<text x="{left}" y="{y0 + 15}" font-size="13" font-weight="bold">{esc(title)}</text>')
+        # axis + grid
+        step = nice_step(vmax)
+        t = 0.0
+        while t <= vmax + 1e-9:
+            yy = base_y - t / vmax * ph
+            out.append(f'<line x1="{left}" x2="{W - right}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>')
+            out.append(f'<text x="{left - 5}" y="{yy + 4:.1f}" text-anchor="end">{t:.2g}</text>')
+            t += step
+        y1 = base_y - 1.0 / vmax * ph
+        out.append(f'<line x1="{left}" x2="{W - right}" y1="{y1:.1f}" y2="{y1:.1f}" stroke="#333" '
+                   'stroke-dasharray="4,3"/>')
+        gw = (W - left - right) / max(1, len(groups))
+        bw = min(40, (gw - 20) / max(1, len(servers)))
+        for gi, (glabel, g) in enumerate(groups):
+            gx = left + gi * gw + (gw - bw * len(servers)) / 2
+            for si, n in enumerate(servers):
+                v = g.get(n)
+                x = gx + si * bw
+                if v is None:
+                    out.append(f'<text x="{x + bw / 2:.1f}" y="{base_y - 4}" text-anchor="middle" '
+                               'font-size="10" fill="#999">n/a</text>')
+                    continue
+                h = v / vmax * ph
+                out.append(f'<rect x="{x + 1:.1f}" y="{base_y - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+                           f'fill="{colors[si % len(colors)]}"><title>{esc(n)}: {v:.3f}</title></rect>')
+                out.append(f'<text x="{x + bw / 2:.1f}" y="{base_y - h - 3:.1f}" text-anchor="middle" '
+                           f'font-size="10">{v:.2f}</text>')
+            out.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{base_y + 16}" text-anchor="middle">'
+                       f'{esc(glabel)}</text>')
+        out.append(f'<line x1="{left}" x2="{W - right}" y1="{base_y}" y2="{base_y}" stroke="#333"/>')
+        y0 += PH + 70
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def nice_step(vmax):
+    for s in (0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20, 50, 100):
+        if vmax / s <= 8:
+            return s
+    return vmax / 5
+
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+if __name__ == "__main__":
+    main()

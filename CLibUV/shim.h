@@ -1,0 +1,23 @@
+// The one header Swisted's Swift code imports libuv through.
+// Only helpers that Swift cannot express well live here; everything else
+// is plain libuv, called from Sources/Swisted/Handles and Transports.
+#ifndef SWISTED_CLIBUV_SHIM_H
+#define SWISTED_CLIBUV_SHIM_H
+
+#include <uv.h>
+#include <signal.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <netdb.h>
+
+/// Ignores SIGPIPE for the whole process, so a write to a socket the peer
+/// has reset gives EPIPE (reported as ConnectionLost) instead of killing us.
+/// `signal` and `SIG_IGN` are macros Swift cannot call portably.
+static inline void swisted_ignore_sigpipe(void) {
+    signal(SIGPIPE, SIG_IGN);
+}
+
+#endif

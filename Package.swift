@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swisted",
+    products: [
+        .library(name: "Swisted", targets: ["Swisted"]),
+        .executable(name: "echo-server", targets: ["echo-server"]),
+        .executable(name: "echo-client", targets: ["echo-client"]),
+    ],
+    dependencies: [
+        // Only the example executables use it; the library depends on libuv alone.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibUV",
+            path: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        .target(name: "Swisted", dependencies: ["CLibUV"]),
+        .executableTarget(
+            name: "echo-server",
+            dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/echo/server"
+        ),
+        .executableTarget(
+            name: "echo-client",
+            dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/echo/client"
+        ),
+        .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

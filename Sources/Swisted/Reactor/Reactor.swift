@@ -1,0 +1,467 @@
+import CLibUV
+import Glibc
+import Synchronization
+
+/// The event loop: Twisted's reactor, on one libuv `uv_loop_t`.
+///
+/// A reactor runs timers (``callLater(_:_:)``), listening ports
+/// (``listenTCP(_:_:backlog:interface:)``) and connections
+/// (``connectTCP(_:_:_:timeout:bindAddress:)``), and delivers every protocol
+/// callback on the thread that called ``run(installSignalHandlers:)``.
+/// Several reactors may live in one process, each run by its own thread.
+///
+/// ```swift
+/// let reactor = Reactor()
+/// try reactor.listenTCP(8000, Factory.forProtocol(Echo.self))
+/// try reactor.run()
+/// ```
+///
+/// ## Threading contract
+/// A reactor and everything attached to it (ports, connectors, transports,
+/// protocols, factories, delayed calls) belong to the reactor's thread: the
+/// thread inside `run()` while it runs, and the thread that sets it up before
+/// that. The one door in from other threads is ``callFromThread(_:)``.
+/// Debug builds check this: calling reactor-thread API from another thread
+/// while the reactor runs traps with a message naming the call.
+///
+/// SIGPIPE is ignored for the whole process when the first reactor is
+/// created, so writing to a reset connection reports `ConnectionLost`
+/// (`EPIPE`) instead of killing the process.
+public final class Reactor: @unchecked Sendable {
+    // @unchecked Sendable: the reference may cross threads so that other
+    // threads can reach callFromThread (guarded by a Mutex and uv_async_send,
+    // libuv's one thread-safe call). Everything else is reactor-thread state,
+    // checked by assertOnReactorThread in debug builds.
+
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let timer: UnsafeMutablePointer<uv_timer_t>
+    private let idle: UnsafeMutablePointer<uv_idle_t>
+    private var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
+
+    /// The one read buffer every stream of this reactor reads into. libuv
+    /// delivers each read synchronously before asking for the next buffer,
+    /// so one slab serves every connection.
+    let readSlab: UnsafeMutableRawPointer
+    static let readSlabSize = 64 * 1024
+
+    private let crossThreadJobs = Mutex<[@Sendable () throws -> Void]>([])
+    private var spareJobs: [@Sendable () throws -> Void] = []
+    /// The pthread running the reactor, or 0 when it is not running.
+    private let runningThread = Atomic<UInt>(0)
+
+    private enum State { case idle, running, shuttingDown }
+    private var state = State.idle
+    private var stopRequested = false
+
+    package let timers: TimerQueue
+    private var armedTime = Double.infinity
+    private var soon: [() -> Void] = []
+    private var triggers: [Trigger] = []
+    private var nextTriggerID = 0
+
+    /// Connectors between `connect()` and the outcome: stopped when the reactor shuts down.
+    var connectorsInProgress: [ObjectIdentifier: Connector] = [:]
+
+    /// Resolves host names for ``connectTCP(_:_:_:timeout:bindAddress:)``.
+    /// Replace it to control name resolution (tests, caches, custom lookup);
+    /// the default, ``UVNameResolver``, uses `uv_getaddrinfo`.
+    /// Reactor thread only.
+    public var resolver: any NameResolver = UVNameResolver()
+
+    /// Where the reactor reports errors nobody else handles: errors thrown by
+    /// protocols, delayed calls and triggers, failed accepts. The default writes
+    /// one line to standard error. Reactor thread only.
+    public var logHandler: (String) -> Void = { message in
+        var line = message + "\n"
+        line.withUTF8 { buffer in _ = write(2, buffer.baseAddress, buffer.count) }
+    }
+
+    private static let sigpipeIgnored: Void = swisted_ignore_sigpipe()
+
+    /// Creates a reactor with its own libuv loop. It does nothing until ``run(installSignalHandlers:)``.
+    ///
+    /// Traps only if libuv cannot create a loop at all (no file descriptors
+    /// left for epoll): there is nothing useful a program can do without one.
+    public init() {
+        Reactor.sigpipeIgnored
+        loop = .allocate(capacity: 1)
+        let rc = uv_loop_init(loop)
+        precondition(rc == 0, "Swisted: uv_loop_init failed: \(UVError(code: rc))")
+        readSlab = .allocate(byteCount: Reactor.readSlabSize, alignment: 16)
+        wakeup = UVHandle.allocate(uv_async_t.self)
+        timer = UVHandle.allocate(uv_timer_t.self)
+        idle = UVHandle.allocate(uv_idle_t.self)
+        timers = TimerQueue(now: { Double(uv_hrtime()) / 1_000_000_000 })
+
+        // These three cannot fail on an initialized loop (libuv returns 0
+        // unconditionally for timer and idle; async only fails if its eventfd
+        // cannot be made, checked below).
+        let asyncRC = uv_async_init(loop, wakeup, reactorWakeupCallback)
+        precondition(asyncRC == 0, "Swisted: uv_async_init failed: \(UVError(code: asyncRC))")
+        uv_timer_init(loop, timer)
+        uv_idle_init(loop, idle)
+        // The reactor's own handles never keep the loop alive by themselves:
+        // while running, run() refs the wakeup handle to block in poll.
+        uv_unref(UVHandle.asHandle(wakeup))
+        uv_unref(UVHandle.asHandle(timer))
+        loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        timers.earliestMovedEarlier = { [unowned self] time in self.armTimer(for: time) }
+    }
+
+    deinit {
+        // No transport or port can be open here: each holds the reactor.
+        for handle in [UVHandle.asHandle(wakeup), UVHandle.asHandle(timer), UVHandle.asHandle(idle)] {
+            uv_close(handle, freeInternalHandle)
+        }
+        while uv_run(loop, UV_RUN_DEFAULT) != 0 {}
+        let rc = uv_loop_close(loop)
+        assert(rc == 0, "Swisted: uv_loop_close failed: \(UVError(code: rc))")
+        if rc == 0 { loop.deallocate() }  // else leak the loop rather than free memory libuv uses
+        readSlab.deallocate()
+    }
+
+    /// Reactor from a handle's loop (internal handles have no owner of their own).
+    @inline(__always)
+    static func of(_ loop: UnsafeMutablePointer<uv_loop_t>) -> Unmanaged<Reactor> {
+        Unmanaged<Reactor>.fromOpaque(loop.pointee.data)
+    }
+
+    // MARK: Running and stopping
+
+    /// True from ``run(installSignalHandlers:)`` until shutdown begins after ``stop()``.
+    /// Reactor thread only.
+    public var running: Bool { state == .running }
+
+    /// Runs the event loop on the calling thread until ``stop()``.
+    ///
+    /// Fires the startup triggers (``callWhenRunning(_:)`` and
+    /// ``addSystemEventTrigger(_:_:_:)``), then serves timers, ports and
+    /// connections. After `stop()` it fires the shutdown triggers, closes
+    /// every port, connection and connection attempt (each transport gets
+    /// `connectionLost` once, with ``ConnectionLost``), waits for libuv to
+    /// finish closing them, and returns. Pending delayed calls are kept: a
+    /// stopped reactor can be run again.
+    ///
+    /// - Parameter installSignalHandlers: when true, SIGINT and SIGTERM stop the
+    ///   reactor (libuv `uv_signal_t`) for as long as this call runs.
+    /// - Throws: ``ReactorAlreadyRunning`` if the reactor is already running,
+    ///   on this thread or another.
+    public func run(installSignalHandlers: Bool = false) throws(ReactorAlreadyRunning) {
+        let me = UInt(pthread_self())
+        guard runningThread.compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged else {
+            throw ReactorAlreadyRunning()
+        }
+        defer { runningThread.store(0, ordering: .releasing) }
+        guard state == .idle else { throw ReactorAlreadyRunning() }  // run() from inside a shutdown trigger
+
+        state = .running
+        stopRequested = false
+        if installSignalHandlers { startSignalHandlers() }
+        uv_ref(UVHandle.asHandle(wakeup))
+        if let earliest = timers.earliestTime { armTimer(for: earliest) }
+        fireSystemEvent(.startup)
+
+        while !stopRequested {
+            uv_run(loop, UV_RUN_DEFAULT)
+        }
+        shutDown()
+    }
+
+    /// Asks the reactor to stop: ``run(installSignalHandlers:)`` shuts down and
+    /// returns after the current loop iteration. May be called from inside any callback.
+    ///
+    /// Reactor thread only; from another thread use
+    /// `reactor.callFromThread { try reactor.stop() }`.
+    /// - Throws: ``ReactorNotRunning`` if the reactor is not running or is already stopping.
+    public func stop() throws(ReactorNotRunning) {
+        assertOnReactorThread()
+        guard state == .running, !stopRequested else { throw ReactorNotRunning() }
+        stopRequested = true
+        uv_stop(loop)
+    }
+
+    private func shutDown() {
+        state = .shuttingDown
+        fire(.before, .shutdown)
+        fire(.during, .shutdown)
+        disconnectAll()
+        stopSignalHandlers()
+        uv_timer_stop(timer)
+        armedTime = .infinity
+        uv_unref(UVHandle.asHandle(wakeup))
+        drain()
+        fire(.after, .shutdown)
+        disconnectAll()  // anything an after-shutdown trigger opened
+        drain()
+        state = .idle
+    }
+
+    /// Runs the loop until nothing but the reactor's own (unreferenced) handles
+    /// is left: close callbacks, cancelled requests, queued internal calls.
+    private func drain() {
+        while uv_run(loop, UV_RUN_DEFAULT) != 0 {}
+    }
+
+    /// Closes every port, connection and connection attempt (reactor shutdown).
+    private func disconnectAll() {
+        for connector in Array(connectorsInProgress.values) {
+            connector.reactorWillShutDown()
+        }
+        var owners: [HandleOwning] = []
+        withUnsafeMutablePointer(to: &owners) { pointer in
+            uv_walk(loop, { handle, arg in
+                guard let handle, uv_is_closing(handle) == 0, let owner = UVHandle.owner(of: handle) else { return }
+                arg!.assumingMemoryBound(to: [HandleOwning].self).pointee.append(owner)
+            }, pointer)
+        }
+        for owner in owners {
+            owner.reactorWillShutDown()
+        }
+    }
+
+    /// The number of libuv handles on this reactor's loop that belong to
+    /// ports, transports and connection attempts (the reactor's own wakeup,
+    /// timer and idle handles are not counted). After `run()` returns it is 0:
+    /// every handle was closed. Reactor thread only.
+    public var openHandleCount: Int {
+        assertOnReactorThread()
+        var count = 0
+        withUnsafeMutablePointer(to: &count) { pointer in
+            uv_walk(loop, { handle, arg in
+                guard let handle, handle.pointee.data != nil else { return }
+                arg!.assumingMemoryBound(to: Int.self).pointee += 1
+            }, pointer)
+        }
+        return count
+    }
+
+    // MARK: Signals
+
+    private func startSignalHandlers() {
+        for signum in [SIGINT, SIGTERM] {
+            let handle = UVHandle.allocate(uv_signal_t.self)
+            uv_signal_init(loop, handle)
+            let rc = uv_signal_start(handle, reactorSignalCallback, signum)
+            if rc != 0 {
+                logError("Swisted: cannot handle signal \(signum): \(UVError(code: rc))")
+                uv_close(UVHandle.asHandle(handle), freeInternalHandle)
+                continue
+            }
+            uv_unref(UVHandle.asHandle(handle))
+            signalHandles.append(handle)
+        }
+    }
+
+    private func stopSignalHandlers() {
+        for handle in signalHandles {
+            uv_close(UVHandle.asHandle(handle), freeInternalHandle)
+        }
+        signalHandles.removeAll()
+    }
+
+    fileprivate func signalReceived() {
+        try? stop()
+    }
+
+    // MARK: Time
+
+    /// Seconds on a monotonic clock (`uv_hrtime`), the clock ``callLater(_:_:)``
+    /// and ``DelayedCall/getTime()`` use. Any thread.
+    public func seconds() -> Double {
+        Double(uv_hrtime()) / 1_000_000_000
+    }
+
+    /// Schedules `function` to run on the reactor thread `seconds` from now
+    /// (negative counts as 0). Calls due at the same time run in the order
+    /// they were scheduled. An error thrown by `function` is logged and the
+    /// reactor carries on.
+    ///
+    /// Reactor thread only. Returns the ``DelayedCall``, to cancel or move it.
+    @discardableResult
+    public func callLater(_ seconds: Double, _ function: @escaping () throws -> Void) -> DelayedCall {
+        assertOnReactorThread()
+        return timers.schedule(at: self.seconds() + max(0, seconds), function)
+    }
+
+    private func armTimer(for time: Double) {
+        guard time < armedTime else { return }
+        armedTime = time
+        uv_update_time(loop)
+        let milliseconds = max(0, ((time - seconds()) * 1000).rounded(.up))
+        uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0)
+    }
+
+    fileprivate func timerFired() {
+        armedTime = .infinity
+        guard state == .running else { return }  // delayed calls wait for the next run()
+        timers.runDue(at: seconds()) { error in
+            self.logError("Unhandled error in a delayed call: \(error)")
+        }
+        // A call not yet due (libuv timers have millisecond resolution) or
+        // scheduled during this round: wake up again for it.
+        if let earliest = timers.earliestTime { armTimer(for: earliest) }
+    }
+
+    // MARK: Internal deferral
+
+    /// Runs `function` on the reactor thread at the next loop iteration,
+    /// before polling (libuv idle handle). Used to deliver outcomes
+    /// asynchronously, also during shutdown when delayed calls are paused.
+    func callSoon(_ function: @escaping () -> Void) {
+        soon.append(function)
+        if soon.count == 1 { uv_idle_start(idle, reactorIdleCallback) }
+    }
+
+    fileprivate func runSoon() {
+        let batch = soon
+        soon.removeAll()
+        for function in batch { function() }
+        if soon.isEmpty { uv_idle_stop(idle) }
+    }
+
+    // MARK: Threads
+
+    /// Runs `function` on the reactor thread, soon: the one reactor API that
+    /// any thread may call, at any time, from many threads at once.
+    ///
+    /// Calls run in the order they were made (FIFO, so in order per thread).
+    /// The reactor is woken through one `uv_async_t`; calls made while it is
+    /// not running wait for the next ``run(installSignalHandlers:)``. An error
+    /// thrown by `function` is logged.
+    public func callFromThread(_ function: @escaping @Sendable () throws -> Void) {
+        crossThreadJobs.withLock { $0.append(function) }
+        uv_async_send(wakeup)
+    }
+
+    fileprivate func runCrossThreadJobs() {
+        var jobs = spareJobs
+        crossThreadJobs.withLock { queued in swap(&queued, &jobs) }
+        for job in jobs {
+            do { try job() } catch { logError("Unhandled error in callFromThread: \(error)") }
+        }
+        jobs.removeAll(keepingCapacity: true)
+        spareJobs = jobs
+    }
+
+    /// True on the thread running the reactor, and on any thread while it is not running.
+    var isOnReactorThread: Bool {
+        let owner = runningThread.load(ordering: .relaxed)
+        return owner == 0 || owner == UInt(pthread_self())
+    }
+
+    /// Debug builds: traps when reactor-thread API is called from another thread.
+    @inline(__always)
+    func assertOnReactorThread(_ function: StaticString = #function, file: StaticString = #fileID, line: UInt = #line) {
+        assert(isOnReactorThread, "Swisted: \(function) was called off the reactor thread. Reactor-thread API (reactor, ports, connectors, transports, protocols, delayed calls) must be called on the thread running the reactor; from other threads use reactor.callFromThread { }.", file: file, line: line)
+    }
+
+    // MARK: System events
+
+    /// Twisted's three phases of a system event.
+    public enum Phase: Sendable, Hashable { case before, during, after }
+    /// The reactor's system events: starting to run, and shutting down after ``stop()``.
+    public enum SystemEvent: Sendable, Hashable { case startup, shutdown }
+
+    /// Identifies a trigger added with ``addSystemEventTrigger(_:_:_:)``, to remove it.
+    public struct TriggerID: Hashable, Sendable {
+        fileprivate let value: Int
+    }
+
+    private struct Trigger {
+        let id: Int
+        let phase: Phase
+        let event: SystemEvent
+        let once: Bool
+        let function: () throws -> Void
+    }
+
+    /// Calls `function` in `phase` of `event`, every time the event happens
+    /// (startup: each ``run(installSignalHandlers:)``; shutdown: each stop).
+    /// Before-shutdown triggers run while connections are still open; after
+    /// during-shutdown triggers every port and connection is closed; after-shutdown
+    /// triggers run once all of them got `connectionLost`. Errors thrown are logged.
+    /// Reactor thread only.
+    @discardableResult
+    public func addSystemEventTrigger(_ phase: Phase, _ event: SystemEvent, _ function: @escaping () throws -> Void) -> TriggerID {
+        assertOnReactorThread()
+        return addTrigger(phase, event, once: false, function)
+    }
+
+    /// Removes a trigger. Returns false if it was not registered (already removed, or a
+    /// ``callWhenRunning(_:)`` call that has run). Reactor thread only.
+    @discardableResult
+    public func removeSystemEventTrigger(_ id: TriggerID) -> Bool {
+        assertOnReactorThread()
+        guard let index = triggers.firstIndex(where: { $0.id == id.value }) else { return false }
+        triggers.remove(at: index)
+        return true
+    }
+
+    /// Calls `function` once the reactor is running: at once if it runs
+    /// already, else when ``run(installSignalHandlers:)`` starts (once, not
+    /// on every later run). Reactor thread only.
+    public func callWhenRunning(_ function: @escaping () throws -> Void) {
+        assertOnReactorThread()
+        if state == .running {
+            do { try function() } catch { logError("Unhandled error in callWhenRunning: \(error)") }
+        } else {
+            addTrigger(.after, .startup, once: true, function)
+        }
+    }
+
+    @discardableResult
+    private func addTrigger(_ phase: Phase, _ event: SystemEvent, once: Bool, _ function: @escaping () throws -> Void) -> TriggerID {
+        nextTriggerID += 1
+        triggers.append(Trigger(id: nextTriggerID, phase: phase, event: event, once: once, function: function))
+        return TriggerID(value: nextTriggerID)
+    }
+
+    private func fireSystemEvent(_ event: SystemEvent) {
+        fire(.before, event)
+        fire(.during, event)
+        fire(.after, event)
+    }
+
+    private func fire(_ phase: Phase, _ event: SystemEvent) {
+        let due = triggers.filter { $0.phase == phase && $0.event == event }
+        triggers.removeAll { $0.once && $0.phase == phase && $0.event == event }
+        for trigger in due {
+            // A trigger removed by an earlier one in this round does not run.
+            if !trigger.once, !triggers.contains(where: { $0.id == trigger.id }) { continue }
+            do { try trigger.function() } catch {
+                logError("Unhandled error in \(phase) \(event) trigger: \(error)")
+            }
+        }
+    }
+
+    // MARK: Errors
+
+    /// Reports an error nobody else handles, through ``logHandler``.
+    func logError(_ message: String) {
+        logHandler(message)
+    }
+}
+
+// The reactor's own handles have no owner object (`data == nil`): their
+// callbacks find the reactor through `handle->loop->data`.
+
+private func reactorWakeupCallback(_ handle: UnsafeMutablePointer<uv_async_t>?) {
+    Reactor.of(handle!.pointee.loop)._withUnsafeGuaranteedRef { $0.runCrossThreadJobs() }
+}
+
+private func reactorTimerCallback(_ handle: UnsafeMutablePointer<uv_timer_t>?) {
+    Reactor.of(handle!.pointee.loop)._withUnsafeGuaranteedRef { $0.timerFired() }
+}
+
+private func reactorIdleCallback(_ handle: UnsafeMutablePointer<uv_idle_t>?) {
+    Reactor.of(handle!.pointee.loop)._withUnsafeGuaranteedRef { $0.runSoon() }
+}
+
+private func reactorSignalCallback(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signum: Int32) {
+    Reactor.of(handle!.pointee.loop)._withUnsafeGuaranteedRef { $0.signalReceived() }
+}
+
+private func freeInternalHandle(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
+    handle?.deallocate()
+}

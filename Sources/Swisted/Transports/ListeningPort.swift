@@ -1,0 +1,149 @@
+import CLibUV
+
+/// A port listening for connections: Twisted's `IListeningPort`, returned by
+/// ``Reactor/listenTCP(_:_:backlog:interface:)``.
+///
+/// For each incoming connection it asks the factory for a protocol
+/// (`buildProtocol(peerAddress)`; nil refuses: the connection is closed at
+/// once) and connects the two. It keeps listening while it is open, even if
+/// you drop your reference to it; ``stopListening(_:)`` closes it (the
+/// connections it accepted stay open).
+///
+/// Threading: reactor thread only.
+public final class ListeningPort: HandleOwning {
+    /// The reactor the port belongs to.
+    public let reactor: Reactor
+    /// The factory that builds a protocol per connection.
+    public let factory: Factory
+    private let tcp: UnsafeMutablePointer<uv_tcp_t>
+    private let bound: SocketAddress
+    private var listening = true
+    private var closed = false
+    private var closeCompletions: [() -> Void] = []
+
+    /// Binds and listens (`uv_tcp_bind`, `uv_listen`), then starts the factory.
+    init(reactor: Reactor, port: Int, factory: Factory, backlog: Int, interface: String) throws(CannotListenError) {
+        func failure(_ error: any Error & Sendable) -> CannotListenError {
+            CannotListenError(interface: interface, port: port, underlying: error)
+        }
+        guard isValidPort(port) else {
+            throw failure(InvalidAddressError(address: "\(interface):\(port)", reason: "port must be in 0...65535"))
+        }
+        guard let address = SocketAddress(listenInterface: interface, port: port) else {
+            throw failure(InvalidAddressError(address: interface, reason: "not an IP address (use an IPv4 or IPv6 literal, \"\", \"::\" or \"localhost\")"))
+        }
+        let tcp = UVHandle.allocate(uv_tcp_t.self)
+        let initRC = uv_tcp_init_ex(reactor.loop, tcp, UInt32(address.isIPv6 ? AF_INET6 : AF_INET))
+        if initRC < 0 {
+            UVHandle.deallocateUninitialized(tcp)
+            throw failure(UVError(code: initRC))
+        }
+        // Any failure from here on closes the handle; its memory is freed in the close callback.
+        var rc = address.withSockAddr { uv_tcp_bind(tcp, $0, 0) }
+        if rc == 0 {
+            // libuv reports some bind errors (EADDRINUSE) only here.
+            rc = uv_listen(UVHandle.asStream(tcp), Int32(clamping: backlog), listenCallback)
+        }
+        let actual = rc == 0 ? SocketAddress.read { uv_tcp_getsockname(tcp, $0, $1) } : nil
+        guard rc == 0, let actual else {
+            UVHandle.close(tcp)
+            throw failure(UVError(code: rc == 0 ? UV_EINVAL.rawValue : rc))
+        }
+        self.reactor = reactor
+        self.factory = factory
+        self.tcp = tcp
+        self.bound = actual
+        UVHandle.adopt(tcp, owner: self)
+        factory.doStart()
+    }
+
+    /// The address the port is bound to; with port 0, it holds the port the system chose.
+    public func getHost() -> any Address {
+        bound.address(type: .tcp)
+    }
+
+    /// Stops accepting connections and closes the listening socket at once,
+    /// so the same port can be bound again right after. Connections already
+    /// accepted stay open. The factory's `doStop` (and `completion`, if given)
+    /// run once libuv has finished closing. Calling it again does nothing
+    /// but add the completion. May be called inside `buildProtocol`.
+    ///
+    /// Reactor thread only.
+    public func stopListening(_ completion: (() -> Void)? = nil) {
+        reactor.assertOnReactorThread()
+        if let completion {
+            if closed { reactor.callSoon(completion) } else { closeCompletions.append(completion) }
+        }
+        guard listening else { return }
+        listening = false
+        UVHandle.close(tcp)
+    }
+
+    fileprivate func connectionArrived(_ status: Int32) {
+        guard status >= 0 else {
+            reactor.logError("Swisted: accept failed on \(getHost()): \(UVError(code: status))")
+            return
+        }
+        guard listening else { return }
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection(reactor: reactor, state: .connecting)
+        } catch {
+            reactor.logError("Swisted: cannot create a handle for a connection on \(getHost()): \(error)")
+            return
+        }
+        let rc = uv_accept(UVHandle.asStream(tcp), connection.stream)
+        guard rc == 0 else {
+            reactor.logError("Swisted: accept failed on \(getHost()): \(UVError(code: rc))")
+            connection.closeNow(ConnectionLost(UVError(code: rc)))
+            return
+        }
+        connection.readAddresses()
+        guard let proto = factory.buildProtocol(connection.getPeer()) else {
+            // Refused: no protocol ever sees this connection.
+            connection.closeNow(ConnectionDone())
+            return
+        }
+        connection.start(with: proto)
+    }
+
+    func handleDidClose() {
+        closed = true
+        factory.doStop()
+        let completions = closeCompletions
+        closeCompletions = []
+        for completion in completions { completion() }
+    }
+
+    func reactorWillShutDown() {
+        stopListening()
+    }
+}
+
+private func listenCallback(_ server: UnsafeMutablePointer<uv_stream_t>?, _ status: Int32) {
+    Unmanaged<ListeningPort>.fromOpaque(server!.pointee.data)._withUnsafeGuaranteedRef {
+        $0.connectionArrived(status)
+    }
+}
+
+extension SocketAddress {
+    /// The address to bind for a listening interface: `""` is every IPv4
+    /// interface (Twisted's default), `"localhost"` is 127.0.0.1 (as binding
+    /// to it does in Python), anything else must be an IP literal (optionally
+    /// in brackets). No name is ever looked up.
+    init?(listenInterface interface: String, port: Int) {
+        switch interface {
+        case "": self.init(ipLiteral: "0.0.0.0", port: port)
+        case "localhost": self.init(ipLiteral: "127.0.0.1", port: port)
+        default: self.init(ipLiteral: stripBrackets(interface), port: port)
+        }
+    }
+}
+
+/// `[::1]` → `::1`; anything else unchanged.
+func stripBrackets(_ host: String) -> String {
+    if host.hasPrefix("["), host.hasSuffix("]"), host.count >= 2 {
+        return String(host.dropFirst().dropLast())
+    }
+    return host
+}
