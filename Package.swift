@@ -7,6 +7,8 @@ let package = Package(
         .library(name: "Swisted", targets: ["Swisted"]),
         .executable(name: "echo-server", targets: ["echo-server"]),
         .executable(name: "echo-client", targets: ["echo-client"]),
+        .executable(name: "poetry-server", targets: ["poetry-server"]),
+        .executable(name: "get-poetry", targets: ["get-poetry"]),
     ],
     dependencies: [
         // Only the example executables use it; the library depends on libuv alone.
@@ -30,6 +32,21 @@ let package = Package(
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/echo/client"
         ),
+        // The poetry example: the protocols and factories in two small
+        // libraries (so the tests can drive them), the commands around them.
+        .target(name: "PoetryClient", dependencies: ["Swisted"], path: "Examples/poetry/PoetryClient"),
+        .target(name: "PoetryServer", dependencies: ["Swisted"], path: "Examples/poetry/PoetryServer"),
+        .executableTarget(
+            name: "poetry-server",
+            dependencies: ["Swisted", "PoetryServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/poetry/server"
+        ),
+        .executableTarget(
+            name: "get-poetry",
+            dependencies: ["Swisted", "PoetryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/poetry/client"
+        ),
+        .testTarget(name: "PoetryTests", dependencies: ["Swisted", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
     ],
     swiftLanguageModes: [.v6]

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 #include <signal.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +19,16 @@
 /// `signal` and `SIG_IGN` are macros Swift cannot call portably.
 static inline void swisted_ignore_sigpipe(void) {
     signal(SIGPIPE, SIG_IGN);
+}
+
+/// Unblocks `signum` for the calling thread. A process may start with
+/// SIGINT/SIGTERM blocked (inherited from a parent thread's mask, as with
+/// Foundation's Process); a reactor asked to handle them must receive them.
+static inline int swisted_unblock_signal(int signum) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signum);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 #endif

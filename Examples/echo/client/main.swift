@@ -13,7 +13,7 @@ final class EchoClient: Protocol {
     }
 
     override func dataReceived(_ data: Span<UInt8>) throws {
-        received += data.bytes
+        received += data.array
         if received.count >= expected.count {
             print("Echoed back: \(String(decoding: received, as: UTF8.self))")
             transport!.loseConnection()
@@ -31,8 +31,6 @@ final class EchoClientFactory: ClientFactory {
         self.message = message
         super.init(protocolType: EchoClient.self)
     }
-
-    required init() { fatalError("use init(reactor:message:)") }
 
     override func clientConnectionFailed(_ connector: Connector, reason: any Error) {
         print("Connection failed: \(reason)")

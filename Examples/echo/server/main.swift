@@ -27,7 +27,12 @@ final class OnceEcho: Protocol {
 }
 
 final class OnceFactory: Factory {
-    var reactor: Reactor!
+    let reactor: Reactor
+
+    init(reactor: Reactor) {
+        self.reactor = reactor
+        super.init(protocolType: OnceEcho.self)
+    }
 }
 
 @main
@@ -40,9 +45,7 @@ struct EchoServer: ParsableCommand {
         let reactor = Reactor()
         let factory: Factory
         if once {
-            let onceFactory = OnceFactory.forProtocol(OnceEcho.self)
-            onceFactory.reactor = reactor
-            factory = onceFactory
+            factory = OnceFactory(reactor: reactor)
         } else {
             factory = Factory.forProtocol(Echo.self)
         }

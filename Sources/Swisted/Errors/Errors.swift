@@ -118,7 +118,7 @@ public struct CannotListenError: Error, Sendable, CustomStringConvertible {
     }
     public var description: String {
         let where_ = interface.isEmpty ? "any" : interface
-        return "Couldn't listen on \(where_):\(port): \(underlying)."
+        return "Couldn't listen on \(where_):\(port): \(sentence(underlying))"
     }
 }
 
@@ -156,6 +156,12 @@ public struct NotConnectingError: Error, Sendable, CustomStringConvertible {
 public struct AlreadyConnectingError: Error, Sendable, CustomStringConvertible {
     public init() {}
     public var description: String { "Can't connect in this state: the connector is already connecting or connected." }
+}
+
+/// An error's description as the end of a sentence: exactly one full stop.
+func sentence(_ error: any Error) -> String {
+    let text = String(describing: error)
+    return text.hasSuffix(".") ? text : text + "."
 }
 
 /// Maps a libuv error from a failed connect to Twisted's reason for it.

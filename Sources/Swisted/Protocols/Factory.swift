@@ -23,18 +23,15 @@ open class Factory {
     /// How many ports and connectors use this factory now.
     public private(set) var numPorts = 0
 
-    public required init() {}
-
-    /// A factory that builds `protocolType`.
-    public init(protocolType: Protocol.Type) {
+    /// A factory that builds `protocolType`; without one, override ``buildProtocol(_:)``.
+    public init(protocolType: Protocol.Type? = nil) {
         self.protocolType = protocolType
     }
 
-    /// A factory (of this class) that builds `protocolType`: `Factory.forProtocol(Echo.self)`.
-    public class func forProtocol(_ protocolType: Protocol.Type) -> Self {
-        let factory = self.init()
-        factory.protocolType = protocolType
-        return factory
+    /// A factory that builds `protocolType`: `Factory.forProtocol(Echo.self)`.
+    /// (`ServerFactory.forProtocol` and `ClientFactory.forProtocol` give those classes.)
+    public class func forProtocol(_ protocolType: Protocol.Type) -> Factory {
+        Factory(protocolType: protocolType)
     }
 
     /// Makes the protocol for a new connection to or from `address`, or
@@ -80,7 +77,12 @@ open class Factory {
 
 /// A factory for listening ports. Same as ``Factory``; named for readers who know Twisted.
 /// Threading: reactor thread only.
-open class ServerFactory: Factory {}
+open class ServerFactory: Factory {
+    /// A server factory that builds `protocolType`.
+    public override class func forProtocol(_ protocolType: Protocol.Type) -> ServerFactory {
+        ServerFactory(protocolType: protocolType)
+    }
+}
 
 /// A factory for outgoing connections: Twisted's `ClientFactory`.
 ///
@@ -93,6 +95,11 @@ open class ServerFactory: Factory {}
 ///
 /// Threading: reactor thread only.
 open class ClientFactory: Factory {
+    /// A client factory that builds `protocolType`.
+    public override class func forProtocol(_ protocolType: Protocol.Type) -> ClientFactory {
+        ClientFactory(protocolType: protocolType)
+    }
+
     /// A connection attempt started (called inside `connectTCP` or `connector.connect()`).
     /// `connector.stopConnecting()` may be called from here.
     open func startedConnecting(_ connector: Connector) {}

@@ -51,7 +51,7 @@ open class Protocol {
     /// should feed chunks down to one byte at a time).
     ///
     /// `data` is a view into the reactor's read buffer, valid only during this
-    /// call: copy what you keep (`data.bytes`, `data.string`). Writing it
+    /// call: copy what you keep (`data.array`, `data.string`). Writing it
     /// back (`transport!.write(data)`) copies only what the kernel does not take at once.
     /// - Throws: anything; a throw closes this connection with the error as reason.
     open func dataReceived(_ data: Span<UInt8>) throws {}

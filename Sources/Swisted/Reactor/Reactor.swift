@@ -240,6 +240,7 @@ public final class Reactor: @unchecked Sendable {
 
     private func startSignalHandlers() {
         for signum in [SIGINT, SIGTERM] {
+            _ = swisted_unblock_signal(signum)
             let handle = UVHandle.allocate(uv_signal_t.self)
             uv_signal_init(loop, handle)
             let rc = uv_signal_start(handle, reactorSignalCallback, signum)
@@ -285,22 +286,39 @@ public final class Reactor: @unchecked Sendable {
     }
 
     private func armTimer(for time: Double) {
-        guard time < armedTime else { return }
+        guard time < armedTime, !firingTimers else { return }  // timerFired re-arms after its round
         armedTime = time
         uv_update_time(loop)
         let milliseconds = max(0, ((time - seconds()) * 1000).rounded(.up))
         uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0)
     }
 
+    /// True while timerFired runs a round, inside libuv's timer callback.
+    private var firingTimers = false
+
     fileprivate func timerFired() {
         armedTime = .infinity
         guard state == .running else { return }  // delayed calls wait for the next run()
+        firingTimers = true
         timers.runDue(at: seconds()) { error in
             self.logError("Unhandled error in a delayed call: \(error)")
         }
+        firingTimers = false
         // A call not yet due (libuv timers have millisecond resolution) or
         // scheduled during this round: wake up again for it.
-        if let earliest = timers.earliestTime { armTimer(for: earliest) }
+        guard let earliest = timers.earliestTime else { return }
+        if earliest > seconds() {
+            armTimer(for: earliest)
+        } else {
+            // Due now (a callLater(0) chain). On libuv 1.44 a 0 ms timer
+            // started inside the timer callback runs again in the same
+            // uv__run_timers pass, so I/O would never be polled (and stop()
+            // never seen). Arm it from the idle phase instead: the loop
+            // polls I/O first, then runs the next round.
+            callSoon { [unowned self] in
+                if self.state == .running, let earliest = self.timers.earliestTime { self.armTimer(for: earliest) }
+            }
+        }
     }
 
     // MARK: Internal deferral

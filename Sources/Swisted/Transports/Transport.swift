@@ -85,7 +85,7 @@ public protocol TCPTransport: Transport {
 
 extension Span where Element == UInt8 {
     /// Copies the bytes into an array (to keep them past the callback).
-    public var bytes: [UInt8] {
+    public var array: [UInt8] {
         withUnsafeBufferPointer { Array($0) }
     }
 

@@ -1,0 +1,29 @@
+# Swisted: the two commands a new machine needs.
+#   make demo   installs libuv1-dev and pkg-config if missing, builds, runs the poetry demo
+#               (the echo demo: Examples/echo/demo.sh .build/debug)
+#   make test   same install step, then the whole test suite
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: deps build demo test bench bench-quick clean
+
+# Quiet when everything is there; apt-get only for what is missing.
+deps:
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libuv; then \
+		echo "Installing libuv1-dev and pkg-config..."; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libuv1-dev pkg-config >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+demo: build
+	@Examples/poetry/demo.sh .build/debug
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+clean:
+	rm -rf .build
