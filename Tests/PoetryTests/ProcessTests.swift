@@ -131,7 +131,7 @@ struct PoetryProcessTests {
     func slowAndFast() throws {
         let cafe = try Poems.bytes("cafe-at-midnight.txt")
         let long = try Poems.bytes("night-shift.txt")
-        let slow = try Server(["--delay", "0.01", "--num-bytes", "50", Poems.path("cafe-at-midnight.txt")])
+        let slow = try Server(["--delay", "0.04", "--num-bytes", "50", Poems.path("cafe-at-midnight.txt")])
         defer { slow.stop() }
         let fast = try Server(["--delay", "0", Poems.path("night-shift.txt")])
         defer { fast.stop() }
@@ -159,7 +159,10 @@ struct PoetryProcessTests {
         #expect(Set([slowTask, fastTask]) == [1, 2])
         #expect(bytesOfTask[slowTask] == cafe.count)
         #expect(bytesOfTask[fastTask] == long.count)
-        #expect(chunksOfTask[slowTask]! >= 12)  // 577 bytes, 50 at a time
+        // 577 bytes, 50 every 40 ms: 12 writes. Two of them can reach the
+        // client in one read when a loaded machine deschedules it, so only
+        // "several pieces" is certain, not the exact count.
+        #expect(chunksOfTask[slowTask]! >= 3)
         #expect(chunksOfTask[fastTask]! >= 2)   // more than one 64 KiB read
         let poems = [slowTask: cafe, fastTask: long]
         #expect(Array(result.lines[index...]) == [
@@ -196,7 +199,10 @@ struct PoetryProcessTests {
         defer { server.stop() }
         let result = try run("get-poetry", ["[::1]:\(server.port)"])
         #expect(result.status == 0)
-        #expect(result.lines.first == "Task 1: got 100 bytes of poetry from IPv6Address(type='TCP', host='::1', port=\(server.port), flowInfo=0, scopeID=0)")
+        // Chunks of 100 bytes; two may arrive in one read on a loaded machine.
+        let first = try #require(result.lines.first)
+        #expect(first.hasPrefix("Task 1: got "))
+        #expect(first.hasSuffix(" bytes of poetry from IPv6Address(type='TCP', host='::1', port=\(server.port), flowInfo=0, scopeID=0)"))
         #expect(result.lines.contains("Task 1: 540 characters of poetry"))
     }
 

@@ -87,3 +87,10 @@ func uvCheck(_ rc: Int32) throws(UVError) -> Int32 {
     if rc < 0 { throw UVError(code: rc) }
     return rc
 }
+
+/// Checks a libuv call that can fail only through a bug of ours (a NULL
+/// callback, a closing handle): a precondition, named after the call.
+@inline(__always)
+func uvMustSucceed(_ rc: Int32, _ call: StaticString) {
+    precondition(rc == 0, "Swisted bug: \(call) failed: \(UVError(code: rc))")
+}

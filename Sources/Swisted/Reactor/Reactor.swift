@@ -99,8 +99,8 @@ public final class Reactor: @unchecked Sendable {
         // cannot be made, checked below).
         let asyncRC = uv_async_init(loop, wakeup, reactorWakeupCallback)
         precondition(asyncRC == 0, "Swisted: uv_async_init failed: \(UVError(code: asyncRC))")
-        uv_timer_init(loop, timer)
-        uv_idle_init(loop, idle)
+        uvMustSucceed(uv_timer_init(loop, timer), "uv_timer_init")
+        uvMustSucceed(uv_idle_init(loop, idle), "uv_idle_init")
         // The reactor's own handles never keep the loop alive by themselves:
         // while running, run() refs the wakeup handle to block in poll.
         uv_unref(UVHandle.asHandle(wakeup))
@@ -160,6 +160,9 @@ public final class Reactor: @unchecked Sendable {
         if installSignalHandlers { startSignalHandlers() }
         uv_ref(UVHandle.asHandle(wakeup))
         if let earliest = timers.earliestTime { armTimer(for: earliest) }
+        let waiting = connectorsAwaitingRun
+        connectorsAwaitingRun = []
+        for connector in waiting { connector.reactorStarted() }
         fireSystemEvent(.startup)
 
         while !stopRequested {
@@ -185,23 +188,36 @@ public final class Reactor: @unchecked Sendable {
         state = .shuttingDown
         fire(.before, .shutdown)
         fire(.during, .shutdown)
-        disconnectAll()
         stopSignalHandlers()
-        uv_timer_stop(timer)
+        uvMustSucceed(uv_timer_stop(timer), "uv_timer_stop")
         armedTime = .infinity
         uv_unref(UVHandle.asHandle(wakeup))
         drain()
         fire(.after, .shutdown)
-        disconnectAll()  // anything an after-shutdown trigger opened
         drain()
         state = .idle
     }
 
-    /// Runs the loop until nothing but the reactor's own (unreferenced) handles
-    /// is left: close callbacks, cancelled requests, queued internal calls.
+    /// Closes every port, connection and connection attempt, and runs the
+    /// loop until nothing but the reactor's own (unreferenced) handles is
+    /// left: close callbacks, cancelled requests, queued internal calls.
+    ///
+    /// Callbacks that run meanwhile may open things again (a port opened in
+    /// `connectionLost`): each pass closes those too, so shutdown always ends.
+    /// Connection attempts started during shutdown make no handle: they wait
+    /// for the next `run()` (see `Connector.connect()`), so a factory that
+    /// reconnects from `clientConnectionLost` cannot keep the loop alive.
     private func drain() {
-        while uv_run(loop, UV_RUN_DEFAULT) != 0 {}
+        repeat {
+            disconnectAll()
+        } while uv_run(loop, UV_RUN_ONCE) != 0
     }
+
+    /// True while `run()` shuts down after `stop()`.
+    var isShuttingDown: Bool { state == .shuttingDown }
+
+    /// Connection attempts made during shutdown, to start when the reactor runs again.
+    var connectorsAwaitingRun: [Connector] = []
 
     /// Closes every port, connection and connection attempt (reactor shutdown).
     private func disconnectAll() {
@@ -242,7 +258,7 @@ public final class Reactor: @unchecked Sendable {
         for signum in [SIGINT, SIGTERM] {
             _ = swisted_unblock_signal(signum)
             let handle = UVHandle.allocate(uv_signal_t.self)
-            uv_signal_init(loop, handle)
+            uvMustSucceed(uv_signal_init(loop, handle), "uv_signal_init")
             let rc = uv_signal_start(handle, reactorSignalCallback, signum)
             if rc != 0 {
                 logError("Swisted: cannot handle signal \(signum): \(UVError(code: rc))")
@@ -290,7 +306,7 @@ public final class Reactor: @unchecked Sendable {
         armedTime = time
         uv_update_time(loop)
         let milliseconds = max(0, ((time - seconds()) * 1000).rounded(.up))
-        uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0)
+        uvMustSucceed(uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0), "uv_timer_start")
     }
 
     /// True while timerFired runs a round, inside libuv's timer callback.
@@ -328,14 +344,14 @@ public final class Reactor: @unchecked Sendable {
     /// asynchronously, also during shutdown when delayed calls are paused.
     func callSoon(_ function: @escaping () -> Void) {
         soon.append(function)
-        if soon.count == 1 { uv_idle_start(idle, reactorIdleCallback) }
+        if soon.count == 1 { uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start") }
     }
 
     fileprivate func runSoon() {
         let batch = soon
         soon.removeAll()
         for function in batch { function() }
-        if soon.isEmpty { uv_idle_stop(idle) }
+        if soon.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
     }
 
     // MARK: Threads
@@ -349,7 +365,7 @@ public final class Reactor: @unchecked Sendable {
     /// thrown by `function` is logged.
     public func callFromThread(_ function: @escaping @Sendable () throws -> Void) {
         crossThreadJobs.withLock { $0.append(function) }
-        uv_async_send(wakeup)
+        uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
     }
 
     fileprivate func runCrossThreadJobs() {

@@ -41,6 +41,8 @@ public final class Connector {
     /// The error of the last address tried, reported if no address works.
     private var lastError: (any Error)?
     private var generation = 0
+    /// Connecting, but waiting for the reactor to run again (made during shutdown).
+    private var awaitingRun = false
 
     init(reactor: Reactor, host: String, port: Int, factory: ClientFactory, timeout: Double?, bindAddress: (host: String, port: Int)?) {
         self.reactor = reactor
@@ -81,6 +83,22 @@ public final class Connector {
             }
         }
         factory.startedConnecting(self)
+        guard state == .connecting, failure == nil else { return }
+        if reactor.isShuttingDown {
+            // No I/O while the reactor shuts down (else a factory that
+            // reconnects from clientConnectionLost would keep it running):
+            // the attempt stays `connecting` and starts at the next run().
+            awaitingRun = true
+            reactor.connectorsAwaitingRun.append(self)
+            return
+        }
+        begin()
+    }
+
+    /// The reactor runs again: start an attempt made while it shut down.
+    func reactorStarted() {
+        guard awaitingRun else { return }
+        awaitingRun = false
         guard state == .connecting, failure == nil else { return }
         begin()
     }
@@ -204,6 +222,7 @@ public final class Connector {
     private func abandon(_ reason: any Error) {
         guard state == .connecting, failure == nil else { return }
         failure = reason
+        awaitingRun = false
         resolution?.cancel()
         resolution = nil
         if let transport {
@@ -257,6 +276,7 @@ public final class Connector {
     }
 
     func reactorWillShutDown() {
+        guard !awaitingRun else { return }  // made during this shutdown: waits for the next run()
         abandon(UserError("The reactor stopped before the connection was made."))
     }
 }

@@ -74,7 +74,9 @@ private final class AddressLookup: HostResolution {
     func cancel() {
         completion = nil
         guard !done else { return }
-        uv_cancel(UnsafeMutableRawPointer(request).assumingMemoryBound(to: uv_req_t.self))
+        // EBUSY: the lookup is already running on the thread pool; its
+        // callback still comes, and finds no completion to call.
+        _ = uv_cancel(UnsafeMutableRawPointer(request).assumingMemoryBound(to: uv_req_t.self))
     }
 
     func finished(_ status: Int32, _ result: UnsafeMutablePointer<addrinfo>?) {

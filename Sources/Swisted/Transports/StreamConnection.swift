@@ -91,7 +91,7 @@ class StreamConnection: HandleOwning, Transport {
             if error == .endOfFile {
                 if state == .disconnecting {
                     // The peer is done sending; we still flush, then close.
-                    uv_read_stop(stream)
+                    uvMustSucceed(uv_read_stop(stream), "uv_read_stop")
                 } else {
                     closeNow(ConnectionDone())
                 }
