@@ -31,8 +31,6 @@ class StreamConnection: HandleOwning, Transport {
     final private var inFlight = WriteBuffer()
     final private var writeRequest: UnsafeMutablePointer<uv_write_t>?
     final private var writing = false
-    final var peerAddress: SocketAddress?
-    final var hostAddress: SocketAddress?
 
     /// Takes ownership of an initialized stream handle (adopts it).
     init(reactor: Reactor, stream: UnsafeMutablePointer<uv_stream_t>, state: State) {
@@ -47,10 +45,8 @@ class StreamConnection: HandleOwning, Transport {
         inFlight.release()
     }
 
-    /// The socket type of addresses on this stream.
-    var addressType: SocketType { .tcp }
-
-    /// Reads the local and peer addresses from the socket (after accept or connect).
+    /// Reads the local and peer addresses from the socket (after accept or
+    /// connect), for `getPeer`/`getHost`. Subclasses: TCP reads them, Unix knows them.
     func readAddresses() {}
 
     // MARK: Life
@@ -231,13 +227,11 @@ class StreamConnection: HandleOwning, Transport {
 
     final var disconnecting: Bool { state != .open }
 
-    final func getPeer() -> any Address {
-        peerAddress?.address(type: addressType) ?? IPv4Address(type: addressType, host: "0.0.0.0", port: 0)
-    }
+    /// The other end's address (overridden per socket family).
+    func getPeer() -> any Address { preconditionFailure("StreamConnection subclasses provide getPeer") }
 
-    final func getHost() -> any Address {
-        hostAddress?.address(type: addressType) ?? IPv4Address(type: addressType, host: "0.0.0.0", port: 0)
-    }
+    /// This end's address (overridden per socket family).
+    func getHost() -> any Address { preconditionFailure("StreamConnection subclasses provide getHost") }
 }
 
 // Hot-path callbacks: plain nonisolated functions, owner borrowed without
@@ -285,6 +279,17 @@ final class TCPConnection: StreamConnection, TCPTransport {
         }
         self.tcp = tcp
         super.init(reactor: reactor, stream: UVHandle.asStream(tcp), state: state)
+    }
+
+    private var peerAddress: SocketAddress?
+    private var hostAddress: SocketAddress?
+
+    override func getPeer() -> any Address {
+        peerAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
+    }
+
+    override func getHost() -> any Address {
+        hostAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
     }
 
     override func readAddresses() {
