@@ -28,6 +28,14 @@ final class MemoryTransport: Transport {
     func getPeer() -> any Address { peer }
     func getHost() -> any Address { host }
     var bufferSize: Int { 0 }
+    func loseWriteConnection() {}
+    func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {}
+    func unregisterProducer() {}
+    var writeHighWaterMark = 64 * 1024
+    var writeLowWaterMark = 16 * 1024
+    func pauseProducing() {}
+    func resumeProducing() {}
+    func stopProducing() { loseConnection() }
 }
 
 extension Protocol {
