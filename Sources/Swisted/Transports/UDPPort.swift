@@ -160,6 +160,23 @@ public final class UDPPort: HandleOwning, MulticastTransport {
     /// never needs: it takes datagrams at once or drops them silently).
     package var _alwaysQueueSends = false
 
+    /// Sends one datagram to `address` (nil on a connected port): at once
+    /// with `uv_udp_try_send`, or, if the kernel cannot take it now, as a
+    /// copy queued with `uv_udp_send` (a later failure of that one is logged).
+    /// On a connected port, `ECONNREFUSED` from this send calls the protocol's
+    /// `connectionRefused()` instead of throwing. The `write(_:to:)` overloads
+    /// for `Span`, `[UInt8]`, `String` and `(host, port)` all end here.
+    ///
+    /// - Throws: ``MessageLengthError`` (over 65507 bytes on IPv4, 65527 on
+    ///   IPv6, or `EMSGSIZE`); ``InvalidAddressError`` (not an ``IPv4Address``
+    ///   or ``IPv6Address``, a host that is not an IP literal of this port's
+    ///   family, a port outside 0...65535, or another address than the peer of
+    ///   a connected port); ``NotListeningError`` after ``stopListening(_:)``;
+    ///   ``UVError`` for any other refusal (`EACCES` for a broadcast address
+    ///   without ``setBroadcastAllowed(_:)``, `EDESTADDRREQ` for nil on a port
+    ///   that is not connected).
+    ///
+    /// Reactor thread only.
     public func write(_ datagram: UnsafeRawBufferPointer, to address: (any Address)?) throws {
         reactor.assertOnReactorThread()
         guard state == .listening else { throw NotListeningError(operation: "write") }
@@ -273,6 +290,18 @@ public final class UDPPort: HandleOwning, MulticastTransport {
 
     // MARK: Connected mode
 
+    /// Connects the port to `host` (an IP literal) and `port` (`uv_udp_connect`):
+    /// from now on it receives only that peer's datagrams, ``write(_:to:)``
+    /// needs no address, and an ICMP "port unreachable" from the peer reaches
+    /// the protocol as ``DatagramProtocol/connectionRefused()``.
+    ///
+    /// - Throws: ``InvalidAddressError`` (a host name, the other IP family, a
+    ///   port outside 0...65535); ``AlreadyConnectedError`` if connected
+    ///   already (Twisted cannot reconnect a UDP port either);
+    ///   ``NotListeningError`` after ``stopListening(_:)``; ``UVError`` if the
+    ///   system refuses.
+    ///
+    /// Reactor thread only.
     public func connect(_ host: String, _ port: Int) throws {
         reactor.assertOnReactorThread()
         guard state == .listening else { throw NotListeningError(operation: "connect") }
@@ -331,22 +360,46 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         guard state == .listening else { throw UVError(UV_EBADF) }
     }
 
+    /// Allows (or forbids again) writing to broadcast addresses
+    /// (`SO_BROADCAST`, `uv_udp_set_broadcast`); forbidden by default, when
+    /// such a write throws `EACCES`.
+    /// - Throws: ``UVError``: the system's refusal, or `EBADF` once the port is closed.
+    ///
+    /// Reactor thread only.
     public func setBroadcastAllowed(_ enabled: Bool) throws(UVError) {
         reactor.assertOnReactorThread()
         try checkOpen()
         try uvCheck(uv_udp_set_broadcast(udp, enabled ? 1 : 0))
     }
 
+    /// Whether writing to broadcast addresses is allowed (`getsockopt(SO_BROADCAST)`).
+    /// - Throws: ``UVError`` (`EBADF` once the port is closed).
+    ///
+    /// Reactor thread only.
     public func getBroadcastAllowed() throws(UVError) -> Bool {
         reactor.assertOnReactorThread()
         return try socketOption(SOL_SOCKET, SO_BROADCAST) != 0
     }
 
+    /// Joins the multicast group `group` (an IP literal of this port's
+    /// family) on the local interface whose address is `interface` (`""`: the
+    /// system picks one by route), with `uv_udp_set_membership`. The port then
+    /// receives datagrams sent to the group on its port number.
+    /// - Throws: ``MulticastJoinError`` carrying an ``InvalidAddressError``
+    ///   (a host name, the other family) or the system's ``UVError`` (`EINVAL`
+    ///   for an address that is not a group, `ENODEV` for no such interface,
+    ///   `EBADF` once the port is closed).
+    ///
+    /// Reactor thread only.
     public func joinGroup(_ group: String, interface: String = "") throws(MulticastJoinError) {
         reactor.assertOnReactorThread()
         try setMembership(group, interface, UV_JOIN_GROUP)
     }
 
+    /// Leaves a group joined with ``joinGroup(_:interface:)`` (same arguments).
+    /// - Throws: ``MulticastJoinError``, as `joinGroup` (`EADDRNOTAVAIL`: not a member).
+    ///
+    /// Reactor thread only.
     public func leaveGroup(_ group: String, interface: String = "") throws(MulticastJoinError) {
         reactor.assertOnReactorThread()
         try setMembership(group, interface, UV_LEAVE_GROUP)
@@ -374,6 +427,12 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         if rc < 0 { throw failure(UVError(code: rc)) }
     }
 
+    /// Sets the time-to-live (IPv6: hop limit) of the multicast datagrams
+    /// this port sends, 1...255 (`uv_udp_set_multicast_ttl`); the default, 1,
+    /// keeps them on the local network.
+    /// - Throws: ``UVError`` (`EINVAL` outside 1...255, `EBADF` once closed).
+    ///
+    /// Reactor thread only.
     public func setTTL(_ ttl: Int) throws(UVError) {
         reactor.assertOnReactorThread()
         try checkOpen()
@@ -381,6 +440,10 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         try uvCheck(uv_udp_set_multicast_ttl(udp, Int32(ttl)))
     }
 
+    /// The multicast time-to-live (IPv6: hop limit), read from the socket.
+    /// - Throws: ``UVError`` (`EBADF` once the port is closed).
+    ///
+    /// Reactor thread only.
     public func getTTL() throws(UVError) -> Int {
         reactor.assertOnReactorThread()
         return Int(isIPv6
@@ -388,12 +451,21 @@ public final class UDPPort: HandleOwning, MulticastTransport {
             : try socketOption(Int32(IPPROTO_IP), IP_MULTICAST_TTL))
     }
 
+    /// Whether this host's own members of a group receive the multicast
+    /// datagrams this port sends (`uv_udp_set_multicast_loop`; on by default).
+    /// - Throws: ``UVError``: the system's refusal, or `EBADF` once closed.
+    ///
+    /// Reactor thread only.
     public func setLoopbackMode(_ enabled: Bool) throws(UVError) {
         reactor.assertOnReactorThread()
         try checkOpen()
         try uvCheck(uv_udp_set_multicast_loop(udp, enabled ? 1 : 0))
     }
 
+    /// Whether multicast loopback is on, read from the socket.
+    /// - Throws: ``UVError`` (`EBADF` once the port is closed).
+    ///
+    /// Reactor thread only.
     public func getLoopbackMode() throws(UVError) -> Bool {
         reactor.assertOnReactorThread()
         return (isIPv6
@@ -401,6 +473,12 @@ public final class UDPPort: HandleOwning, MulticastTransport {
             : try socketOption(Int32(IPPROTO_IP), IP_MULTICAST_LOOP)) != 0
     }
 
+    /// Sends this port's multicast datagrams out of the local interface whose
+    /// address is `interface` (an IP literal; `uv_udp_set_multicast_interface`).
+    /// - Throws: ``InvalidAddressError`` for a host name; ``UVError``: the
+    ///   system's refusal (`EADDRNOTAVAIL`: no such local address), or `EBADF` once closed.
+    ///
+    /// Reactor thread only.
     public func setOutgoingInterface(_ interface: String) throws {
         reactor.assertOnReactorThread()
         try checkOpen()
