@@ -474,6 +474,8 @@ struct UDPTests {
             try? reactor.stop()
         }
         try port.connect("127.0.0.1", dead)
+        // One write, then the loop: the refusal comes through the receive
+        // path (EPOLLERR, then recvmsg fails with ECONNREFUSED).
         try port.write("anyone there?")
         try runReactor(reactor)
 
@@ -586,5 +588,34 @@ struct UDPTests {
         } }
         try runReactor(reactor)
         #expect(logs.messages == ["Swisted: a queued datagram on IPv4Address(type='UDP', host='127.0.0.1', port=\(port.portNumber)) could not be sent: EINVAL: invalid argument"])
+    }
+}
+
+@Suite("UDP connected mode: refusals on the send path")
+struct UDPSendPathRefusalTests {
+    @Test("A refusal the kernel reports on a send reaches connectionRefused from inside write, not as a throw")
+    func refusalOnSend() throws {
+        let reactor = Reactor()
+        let dead = try closedUDPPort(reactor)
+        let probe = DatagramProbe()
+        let port = try reactor.listenUDP(0, probe, interface: "127.0.0.1")
+        try port.connect("127.0.0.1", dead)
+        // The reactor does not run in between, so the receive path cannot
+        // report anything: a refusal seen here came from a send. On loopback
+        // the ICMP answer to one datagram is handled before the next send
+        // (softirq), so the second write normally sees it; allow a few more.
+        var writes = 0
+        var thrown: (any Error)?
+        while probe.refusedCount == 0, writes < 100, thrown == nil {
+            writes += 1
+            thrown = thrownError { try port.write("anyone there?") }
+        }
+        port.stopListening()
+        reactor.callWhenRunning { try reactor.stop() }
+        try runReactor(reactor)
+
+        #expect(thrown == nil)
+        #expect(probe.refusedCount == 1)
+        #expect(writes >= 2)
     }
 }
