@@ -458,6 +458,41 @@ struct UDPTests {
         #expect((optionAfterClose as? UVError)?.name == "EBADF")
     }
 
+    @Test("Bad multicast arguments fail before any group is joined: MulticastJoinError, InvalidAddressError, EINVAL")
+    func badMulticastArguments() throws {
+        // Every call here fails before (or as) the kernel checks it: no group
+        // is joined and nothing is sent, so this runs outside a namespace.
+        let reactor = Reactor()
+        let port = try reactor.listenUDP(0, DatagramProtocol(), interface: "127.0.0.1")
+        func joinError(_ group: String, _ interface: String = "") -> MulticastJoinError? {
+            do { try port.joinGroup(group, interface: interface) } catch { return error }
+            return nil
+        }
+        let hostName = joinError("all-hosts.example")
+        let v6Group = joinError("ff12::1")
+        let badInterface = joinError("239.255.42.1", "eth-zero")
+        let notAGroup = joinError("127.0.0.1")
+        var leaveError: MulticastJoinError?
+        do { try port.leaveGroup("not-a-group") } catch { leaveError = error }
+        let ttlZero = thrownError { try port.setTTL(0) }
+        let ttlTooBig = thrownError { try port.setTTL(256) }
+        let outgoingName = thrownError { try port.setOutgoingInterface("localhost") }
+        port.stopListening()
+        reactor.callWhenRunning { try reactor.stop() }
+        try runReactor(reactor)
+
+        #expect(hostName?.underlying is InvalidAddressError)
+        #expect(hostName?.description == "Multicast group all-hosts.example: Invalid address all-hosts.example: not an IPv4 or IPv6 address (multicast groups are IP addresses, not host names).")
+        #expect((v6Group?.underlying as? InvalidAddressError)?.reason == "an IPv4 port cannot join an IPv6 group")
+        #expect((badInterface?.underlying as? InvalidAddressError)?.address == "eth-zero")
+        #expect(badInterface?.interface == "eth-zero")
+        #expect((notAGroup?.underlying as? UVError) == .invalidArgument)
+        #expect(leaveError?.underlying is InvalidAddressError)
+        #expect((ttlZero as? UVError) == .invalidArgument)
+        #expect((ttlTooBig as? UVError) == .invalidArgument)
+        #expect((outgoingName as? InvalidAddressError)?.address == "localhost")
+    }
+
     // MARK: Connected mode
 
     @Test("A connected port writing to a closed port on 127.0.0.1 hears connectionRefused once, and stays open")
