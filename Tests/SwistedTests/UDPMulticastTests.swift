@@ -23,16 +23,16 @@ private struct Finished {
     var lines: [String] { output.split(separator: "\n").map(String.init) }
 }
 
-/// Runs `/bin/sh -c script` inside a new network namespace (`unshare -n`),
-/// with `arguments` as `$0`, `$1`, ...; killed after `limit` seconds.
-private func inNetworkNamespace(_ script: String, _ arguments: [String] = [], limit: Double = 20) throws -> Finished {
+/// Runs `/bin/sh -c script` inside a new network namespace (`unshare` with
+/// `flags`), with `arguments` as `$0`, `$1`, ...; killed after `limit` seconds.
+private func inNetworkNamespace(_ flags: [String], _ script: String, _ arguments: [String] = [], limit: Double = 20) throws -> Finished {
     let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("swisted-netns-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: outputURL) }
     let output = try FileHandle(forWritingTo: outputURL)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-    process.arguments = ["-n", "/bin/sh", "-c", script] + arguments
+    process.arguments = flags + ["/bin/sh", "-c", script] + arguments
     process.standardOutput = output
     process.standardError = output
     process.standardInput = FileHandle.nullDevice
@@ -48,11 +48,15 @@ private func inNetworkNamespace(_ script: String, _ arguments: [String] = [], li
     return Finished(status: process.terminationStatus, output: text)
 }
 
-/// Whether this process may create a network namespace and bring `lo` up in it
-/// (root, or CAP_SYS_ADMIN and CAP_NET_ADMIN; `unshare` and `ip` installed).
-private let networkNamespacesAvailable: Bool = {
-    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return false }
-    return (try? inNetworkNamespace("ip link set lo up", limit: 10).status) == 0
+/// How this process can create a network namespace and bring `lo` up in it:
+/// `unshare -n` (root, or CAP_SYS_ADMIN), else `unshare -r -n` (an
+/// unprivileged user namespace, where the system allows them); nil if
+/// neither works (or `unshare` or `ip` is missing).
+private let namespaceFlags: [String]? = {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return nil }
+    return [["-n"], ["-r", "-n"]].first { flags in
+        (try? inNetworkNamespace(flags, "ip link set lo up", limit: 10).status) == 0
+    }
 }()
 
 /// Runs one scenario of the helper in a fresh namespace: `lo` up, multicast routed to it.
@@ -62,11 +66,11 @@ private func runScenario(_ scenario: String) throws -> Finished {
         Issue.record("\(helper.path) is not built; run `swift build` (or `make test`) first")
         return Finished(status: -1, output: "")
     }
-    return try inNetworkNamespace("ip link set lo up && ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$1\"", [helper.path, scenario])
+    return try inNetworkNamespace(namespaceFlags ?? ["-n"], "ip link set lo up && ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$1\"", [helper.path, scenario])
 }
 
 @Suite("UDP multicast and broadcast (in a private network namespace)",
-       .enabled(if: networkNamespacesAvailable, "cannot create a network namespace here (unshare -n needs root or CAP_SYS_ADMIN, and `ip`)"))
+       .enabled(if: namespaceFlags != nil, "cannot create a network namespace here (`unshare -n` needs root or CAP_SYS_ADMIN, `unshare -r -n` unprivileged user namespaces; both need `ip`)"))
 struct UDPMulticastTests {
     @Test("Multicast on lo: a member receives a group datagram; after leaveGroup it does not; TTL and loopback mode read back")
     func multicast() throws {
