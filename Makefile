@@ -2,6 +2,7 @@
 #   make demo   installs libuv1-dev and pkg-config if missing, builds, runs the poetry demo
 #               (the echo demo: Examples/echo/demo.sh .build/debug)
 #   make test   same install step, then the whole test suite
+#   make bench  the benchmarks (Benchmarks/), writing Benchmarks/RESULTS.md
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -24,6 +25,13 @@ demo: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# Swisted vs raw libuv C vs SwiftNIO, side by side (see Benchmarks/README.md).
+bench: deps
+	$(MAKE) -C Benchmarks bench
+
+bench-quick: deps
+	$(MAKE) -C Benchmarks bench-quick
 
 clean:
 	rm -rf .build

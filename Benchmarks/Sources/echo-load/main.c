@@ -14,15 +14,15 @@
  *   window (for the malloc counter, tools/malloccount.c).
  *
  * Idle mode:
- *   echo-load --host H --port N --idle C
- *   Opens C idle connections, prints one JSON line once all are established (or
+ *   echo-load --host H --port N --idle C [--inflight K]
+ *   Opens C idle connections (at most K connects in flight, default 256), prints one JSON line once all are established (or
  *   failed), then holds them until SIGTERM/SIGINT or EOF on stdin; then closes
  *   them and exits 0.
  *
  * Churn mode:
- *   echo-load --host H --port N --churn T [--conns K] [--size S] [--warmup W]
+ *   echo-load --host H --port N --churn T [--conns K] [--size S] [--warmup W] [--trips N]
  *   K concurrent loops of: connect, one echo of S bytes, close. Reports
- *   connections/s over T seconds.
+ *   connections/s over T seconds (with --trips N: after exactly N connections).
  *
  * Output: one JSON line on stdout. Latencies are per round trip, from the first
  * byte written to the last byte read, in microseconds (1 us buckets up to 1 s).
@@ -70,6 +70,7 @@ static int opt_idle = 0;
 static double opt_churn = 0;
 static int opt_server_pid = 0;
 static int opt_alloc_signal = 0;
+static int opt_inflight = 256;
 
 static struct sockaddr_storage addr;
 static socklen_t addrlen;
@@ -93,7 +94,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: echo-load --host H --port N [--conns C] [--size S] [--seconds T] [--warmup W]\n"
             "                 [--trips N] [--server-pid PID] [--alloc-signal]\n"
-            "       echo-load --host H --port N --idle C\n"
+            "       echo-load --host H --port N --idle C [--inflight K]\n"
             "       echo-load --host H --port N --churn T [--conns K] [--size S] [--warmup W]\n");
     exit(2);
 }
@@ -357,7 +358,7 @@ static int run_echo(void) {
     /* CPU used by everything else on the machine during the window (noise indicator). */
     double other = (sys0 >= 0 && sys1 >= 0 && srv_cpu >= 0 && secs > 0)
         ? (double)(sys1 - sys0 - srv_cpu - self_cpu) / 1e6 / secs : -1;
-    if (other < 0 && other > -0.05) other = 0; /* tick rounding */
+    if (other < 0 && other > -0.15) other = 0; /* clock-tick rounding of the three readings */
     printf("{\"mode\":\"echo\",\"conns\":%d,\"size\":%zu,\"seconds\":%.6f,\"round_trips\":%llu,"
            "\"rt_per_s\":%.1f,\"mb_per_s\":%.3f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,\"mean_us\":%.1f,"
            "\"errors\":%llu,\"alive\":%d,\"server_cpu_us\":%lld,\"server_cpu_us_per_rt\":%.3f,"
@@ -373,7 +374,7 @@ static int run_echo(void) {
 
 /* ---------------------------------------------------------------- idle mode */
 static int run_idle(void) {
-    const int max_inflight = 256;
+    const int max_inflight = opt_inflight;
     conn_t *conns = calloc((size_t)opt_idle, sizeof *conns);
     int next = 0, inflight = 0, established = 0, retries_left = 3 * opt_idle;
     unsigned long long errors = 0;
@@ -437,29 +438,42 @@ static int run_churn(void) {
     conn_t *conns = calloc((size_t)opt_conns, sizeof *conns);
     unsigned long long done = 0, errors = 0, connect_errors = 0;
     struct epoll_event evs[512];
-    double warm = opt_warmup >= 0 ? opt_warmup : 0.5;
+    double warm = opt_warmup >= 0 ? opt_warmup : (opt_trips > 0 ? 0 : 0.5);
     uint64_t t_start = now_ns();
     uint64_t t_measure = t_start + (uint64_t)(warm * 1e9);
-    uint64_t t_end = t_measure + (uint64_t)(opt_churn * 1e9);
+    /* With --trips N: stop after N connections instead of after T seconds. */
+    uint64_t t_end = opt_trips > 0 ? UINT64_MAX : t_measure + (uint64_t)(opt_churn * 1e9);
     int measuring = 0;
     uint64_t win0 = 0;
-    long long srv0 = -1, srv1 = -1, self0 = 0;
+    long long srv0 = -1, srv1 = -1, self0 = 0, sys0 = -1, sys1 = -1;
+    unsigned long long started = 0;
+#define CAN_START() (opt_trips <= 0 || (long long)started < opt_trips)
     for (int i = 0; i < opt_conns; i++) {
         conns[i].rbuf = malloc(opt_size);
+        conns[i].fd = -1;
+        conns[i].state = ST_CLOSED;
+        if (!CAN_START()) continue;
+        started++;
         if (start_connect(&conns[i]) < 0) connect_errors++;
     }
     for (;;) {
         uint64_t now = now_ns();
         if (!measuring && now >= t_measure) {
-            measuring = 1; done = 0; errors = 0; connect_errors = 0; win0 = now;
+            measuring = 1; win0 = now;
+            if (opt_trips <= 0) { done = 0; errors = 0; connect_errors = 0; }
+            if (opt_alloc_signal && opt_server_pid) kill(opt_server_pid, SIGUSR2);
             if (opt_server_pid) srv0 = proc_cpu_us(opt_server_pid);
             self0 = self_cpu_us();
+            sys0 = system_busy_us();
         }
         if (now >= t_end || stop_flag) break;
-        /* Restart slots whose connect failed synchronously. */
+        if (opt_trips > 0 && !CAN_START() && done + errors + connect_errors >= started) break;
+        /* (Re)start idle slots (after a completed or failed connection). */
         for (int i = 0; i < opt_conns; i++)
-            if (conns[i].state == ST_CLOSED && conns[i].fd < 0)
-                if (start_connect(&conns[i]) < 0) { connect_errors++; }
+            if (conns[i].state == ST_CLOSED && conns[i].fd < 0 && CAN_START()) {
+                started++;
+                if (start_connect(&conns[i]) < 0) connect_errors++;
+            }
         int n = epoll_wait(epfd, evs, 512, 5);
         for (int k = 0; k < n; k++) {
             conn_t *c = evs[k].data.ptr;
@@ -480,20 +494,28 @@ static int run_churn(void) {
                 if (r == 1) {
                     done++;
                     close_conn(c);
-                    if (start_connect(c) < 0) connect_errors++;
+                    if (CAN_START()) {
+                        started++;
+                        if (start_connect(c) < 0) connect_errors++;
+                    }
                 }
             }
         }
     }
     double secs = (double)(now_ns() - win0) / 1e9;
     if (opt_server_pid) srv1 = proc_cpu_us(opt_server_pid);
+    if (opt_alloc_signal && opt_server_pid) kill(opt_server_pid, SIGUSR2);
     long long self_cpu = self_cpu_us() - self0;
+    sys1 = system_busy_us();
     long long srv = (srv0 >= 0 && srv1 >= 0) ? srv1 - srv0 : -1;
+    double other = (sys0 >= 0 && sys1 >= 0 && srv >= 0 && secs > 0)
+        ? (double)(sys1 - sys0 - srv - self_cpu) / 1e6 / secs : -1;
+    if (other < 0 && other > -0.15) other = 0; /* clock-tick rounding of the three readings */
     printf("{\"mode\":\"churn\",\"conns\":%d,\"size\":%zu,\"seconds\":%.6f,\"connections\":%llu,"
            "\"conn_per_s\":%.1f,\"errors\":%llu,\"connect_errors\":%llu,\"server_cpu_us\":%lld,"
-           "\"server_cpu_us_per_conn\":%.3f,\"loadgen_cpu_frac\":%.3f}\n",
+           "\"server_cpu_us_per_conn\":%.3f,\"loadgen_cpu_frac\":%.3f,\"other_cpu_frac\":%.3f}\n",
            opt_conns, opt_size, secs, done, secs > 0 ? done / secs : 0, errors, connect_errors, srv,
-           (srv >= 0 && done) ? (double)srv / (double)done : -1.0, secs > 0 ? self_cpu / 1e6 / secs : 0);
+           (srv >= 0 && done) ? (double)srv / (double)done : -1.0, secs > 0 ? self_cpu / 1e6 / secs : 0, other);
     fflush(stdout);
     for (int i = 0; i < opt_conns; i++) close_conn(&conns[i]);
     return done > 0 ? 0 : 1;
@@ -515,6 +537,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--churn")) { NEEDV(); opt_churn = atof(v); }
         else if (!strcmp(a, "--server-pid")) { NEEDV(); opt_server_pid = atoi(v); }
         else if (!strcmp(a, "--alloc-signal")) { opt_alloc_signal = 1; }
+        else if (!strcmp(a, "--inflight")) { NEEDV(); opt_inflight = atoi(v); }
         else usage();
     }
     if (opt_port <= 0 || opt_conns <= 0 || opt_size == 0) usage();

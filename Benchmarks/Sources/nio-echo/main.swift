@@ -4,7 +4,6 @@
 //
 // Prints "listening on PORT" once listening (port 0 = ephemeral), serves until
 // SIGINT/SIGTERM, then exits 0.
-import Dispatch
 import NIOCore
 import NIOPosix
 
@@ -55,6 +54,16 @@ while let a = args.popFirst() {
 }
 guard let port else { usage() }
 
+// SIGINT/SIGTERM: blocked here, before any thread exists (threads inherit the
+// mask), and taken with sigwait() on the main thread below. (A DispatchSource
+// with SIG_IGN can lose the signal when the kernel delivers it to a thread that
+// does not block it, e.g. the event loop's.)
+var stopSignals = sigset_t()
+sigemptyset(&stopSignals)
+sigaddset(&stopSignals, SIGINT)
+sigaddset(&stopSignals, SIGTERM)
+pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 4096)
@@ -77,26 +86,11 @@ do {
     exit(1)
 }
 
-// SIGINT/SIGTERM: close the listening channel; main then shuts the group down.
-// (A nonisolated function, so the handlers are not inferred to be @MainActor,
-// which would trap when they run on the signal queue.)
-nonisolated func installSignalHandlers(closing channel: Channel) -> [DispatchSourceSignal] {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let queue = DispatchQueue(label: "nio-echo.signals")
-    return [SIGINT, SIGTERM].map { sig in
-        let src = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-        src.setEventHandler { @Sendable in channel.close(promise: nil) }
-        src.resume()
-        return src
-    }
-}
-let signalSources = installSignalHandlers(closing: channel)
-
 print("listening on \(channel.localAddress?.port ?? port)")
 fflush(nil)
 
-try? channel.closeFuture.wait()
+var received: Int32 = 0
+sigwait(&stopSignals, &received)
+try? channel.close().wait()
 try? group.syncShutdownGracefully()
-_ = signalSources
 exit(0)

@@ -40,7 +40,9 @@ while let a = args.popFirst() {
 guard let portNumber else { usage() }
 
 let reactor = Reactor()
-let port = try reactor.listenTCP(portNumber, Factory.forProtocol(Echo.self), interface: host)
+// The same listen backlog as uv-echo and nio-echo (Swisted defaults to Twisted's 50,
+// which overflows when thousands of clients connect at once).
+let port = try reactor.listenTCP(portNumber, Factory.forProtocol(Echo.self), backlog: 4096, interface: host)
 let bound = port.getHost() as! IPv4Address
 print("listening on \(bound.port)")
 fflush(nil)
