@@ -24,9 +24,16 @@
 /// (write, loseConnection, abortConnection, stopListening, reactor.stop).
 open class Protocol {
     /// The connection this protocol talks through; set by ``makeConnection(_:)``.
+    // @exclusivity(unchecked): every `transport!.write` in a subclass of
+    // another module paid a dynamic exclusivity check (swift_beginAccess and
+    // a thread-local access set, ~76 instructions of the ~1,000 per echo
+    // round trip, callgrind). Reactor-thread-only state never has
+    // overlapping accesses that the check would catch.
+    @exclusivity(unchecked)
     public var transport: (any Transport)?
 
     /// The factory that built this protocol; set by ``Factory/buildProtocol(_:)``.
+    @exclusivity(unchecked)
     public var factory: Factory?
 
     /// True from ``makeConnection(_:)`` until ``connectionLost(_:)``.

@@ -112,10 +112,13 @@ class StreamConnection: HandleOwning, Transport {
             // After loseConnection we keep reading (so the kernel does not
             // answer the peer's late bytes with a reset that could destroy
             // our last writes) but no longer deliver.
-            guard state == .open, !loseWhenProducerDone, let proto else { return }
+            guard state == .open, !loseWhenProducerDone, let proto = proto.map(Unmanaged.passUnretained) else { return }
             let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(base!).assumingMemoryBound(to: UInt8.self), count: nread)
             do {
-                try proto.dataReceived(bytes.span)
+                // Borrowed, not retained (a retain/release pair per read,
+                // callgrind): `self.proto` keeps it alive until the close
+                // callback, which cannot run inside this read callback.
+                try proto._withUnsafeGuaranteedRef { try $0.dataReceived(bytes.span) }
             } catch {
                 fail(error, in: "dataReceived")
             }
