@@ -5,6 +5,9 @@ let package = Package(
     name: "swisted",
     products: [
         .library(name: "Swisted", targets: ["Swisted"]),
+        // In-memory transports, a hand-driven clock and a fake reactor, for
+        // testing protocols (yours too) without sockets or real time.
+        .library(name: "SwistedTesting", targets: ["SwistedTesting"]),
         .executable(name: "echo-server", targets: ["echo-server"]),
         .executable(name: "echo-client", targets: ["echo-client"]),
         .executable(name: "poetry-server", targets: ["poetry-server"]),
@@ -22,6 +25,7 @@ let package = Package(
             providers: [.apt(["libuv1-dev"])]
         ),
         .target(name: "Swisted", dependencies: ["CLibUV"]),
+        .target(name: "SwistedTesting", dependencies: ["Swisted"]),
         .executableTarget(
             name: "echo-server",
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -46,7 +50,9 @@ let package = Package(
             dependencies: ["Swisted", "PoetryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/poetry/client"
         ),
-        .testTarget(name: "PoetryTests", dependencies: ["Swisted", "PoetryClient", "PoetryServer"]),
+        .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
+        .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
     ],
     swiftLanguageModes: [.v6]

@@ -53,6 +53,9 @@ open class IntNStringReceiver: Protocol {
         super.init()
     }
 
+    /// Bytes kept between reads now (a partial frame); for tests of the bounds.
+    package var bufferedByteCount: Int { partial.count + reentrant.count }
+
     /// The largest length the prefix can express.
     public var prefixLimit: Int { (1 << (8 * prefixLength)) - 1 }
 

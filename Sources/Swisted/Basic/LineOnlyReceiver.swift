@@ -24,6 +24,9 @@ open class LineOnlyReceiver: Protocol {
 
     public required init() { super.init() }
 
+    /// Bytes kept between reads now (the partial line); for tests of the bounds.
+    package var bufferedByteCount: Int { lines.partial.count }
+
     /// Splits `data` into lines.
     /// - Throws: whatever ``lineReceived(_:)`` throws, and ``LineTooLongError`` from the default ``lineLengthExceeded(_:)``.
     open override func dataReceived(_ data: Span<UInt8>) throws {

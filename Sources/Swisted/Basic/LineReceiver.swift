@@ -55,6 +55,9 @@ open class LineReceiver: Protocol {
 
     public required init() { super.init() }
 
+    /// Bytes kept between reads now (the partial line); for tests of the bounds.
+    package var bufferedByteCount: Int { lines.partial.count + reentrant.count }
+
     /// Splits `data` into lines (or passes it on raw); see the class documentation.
     /// - Throws: whatever the callbacks throw, and ``LineTooLongError`` from the default ``lineLengthExceeded(_:)``.
     open override func dataReceived(_ data: Span<UInt8>) throws {

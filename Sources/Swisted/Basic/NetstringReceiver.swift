@@ -38,6 +38,9 @@ open class NetstringReceiver: Protocol {
 
     public required init() { super.init() }
 
+    /// Bytes kept between reads now (a partial payload); for tests of the bounds.
+    package var bufferedByteCount: Int { payload.count + reentrant.count }
+
     /// Parses netstrings out of `data`.
     /// - Throws: ``NetstringParseError`` for a broken peer, and whatever ``stringReceived(_:)`` throws.
     open override func dataReceived(_ data: Span<UInt8>) throws {
@@ -78,11 +81,11 @@ open class NetstringReceiver: Protocol {
                 let available = chunk.count - position
                 if payload.isEmpty, available > length {
                     // The zero-copy path: payload and comma are inside this read.
-                    let start = position
-                    position += length + 1
-                    guard chunk[start + length] == UInt8(ascii: ",") else { throw broken("missing ',' after \(length) bytes") }
+                    let start = position, end = position + length
+                    position = end + 1
+                    guard chunk[end] == UInt8(ascii: ",") else { throw broken("missing ',' after \(length) bytes") }
                     reset()
-                    try stringReceived(UnsafeBufferPointer(rebasing: chunk[start..<start + length]).span)
+                    try stringReceived(UnsafeBufferPointer(rebasing: chunk[start..<end]).span)
                     if transport?.disconnecting == true { return }
                 } else {
                     let take = min(length - payload.count, available)

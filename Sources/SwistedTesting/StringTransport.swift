@@ -1,0 +1,156 @@
+import Swisted
+
+/// A transport that records what is written and how it is closed, with no
+/// reactor and no socket: Twisted's `StringTransport`. Attach it with
+/// `proto.makeConnection(transport)`, feed the protocol with
+/// `proto.receive(...)`, and read what it wrote with ``value()``.
+///
+/// ```swift
+/// let transport = StringTransport()
+/// let proto = Echo()
+/// try proto.makeConnection(transport)
+/// try proto.receive("hello")
+/// #expect(transport.string == "hello")
+/// ```
+///
+/// It behaves like Swisted's real transports where a protocol can tell:
+/// writes after ``loseConnection()`` or ``abortConnection()`` are ignored,
+/// and ``disconnecting`` turns true at either. It never calls
+/// `connectionLost` itself; ``StringTransportWithDisconnection`` does.
+///
+/// Threading: not thread-safe; use it from one thread, as a reactor would.
+open class StringTransport: Transport {
+    private var written: [UInt8] = []
+
+    /// How many `write` calls delivered bytes (a check that a frame went out in one write).
+    public private(set) var writeCount = 0
+
+    /// True once ``loseConnection()`` or ``abortConnection()`` was called.
+    public private(set) var disconnecting = false
+
+    /// True once ``loseConnection()`` was called.
+    public private(set) var loseConnectionCalled = false
+
+    /// True once ``abortConnection()`` was called (Twisted's `aborting`).
+    public private(set) var abortConnectionCalled = false
+
+    /// What ``getPeer()`` returns.
+    public var peer: any Address
+    /// What ``getHost()`` returns.
+    public var host: any Address
+
+    /// What ``bufferSize`` reports; set it to play a transport with a backlog.
+    public var reportedBufferSize = 0
+
+    /// The producer registered with ``registerProducer(_:streaming:)``, if any.
+    public private(set) var producer: AnyObject?
+    /// Whether the registered producer is a streaming (push) producer; nil when none is registered.
+    public private(set) var streaming: Bool?
+    /// Every `registerProducer`/`unregisterProducer` call, in order:
+    /// `"register(streaming: true)"`, `"unregister"`.
+    public private(set) var producerEvents: [String] = []
+
+    /// A transport whose ends are the given addresses (by default
+    /// 10.0.0.1:12345 for the peer and 10.0.0.2:54321 for this end, as
+    /// Twisted's `StringTransport` uses).
+    public init(peer: any Address = IPv4Address(type: .tcp, host: "10.0.0.1", port: 12345),
+                host: any Address = IPv4Address(type: .tcp, host: "10.0.0.2", port: 54321)) {
+        self.peer = peer
+        self.host = host
+    }
+
+    /// Everything written so far (since the last ``clear()``).
+    public func value() -> [UInt8] { written }
+
+    /// ``value()`` decoded as UTF-8.
+    public var string: String { String(decoding: written, as: UTF8.self) }
+
+    /// Forgets what was written so far.
+    public func clear() { written.removeAll(keepingCapacity: true) }
+
+    // MARK: Transport
+
+    /// Records `data`; ignored after ``loseConnection()`` or ``abortConnection()``.
+    open func write(_ data: UnsafeRawBufferPointer) {
+        guard !disconnecting, !data.isEmpty else { return }
+        written.append(contentsOf: data)
+        writeCount += 1
+    }
+
+    /// Records the call and sets ``disconnecting``.
+    open func loseConnection() {
+        loseConnectionCalled = true
+        disconnecting = true
+    }
+
+    /// Records the call and sets ``disconnecting``.
+    open func abortConnection() {
+        abortConnectionCalled = true
+        disconnecting = true
+    }
+
+    public func getPeer() -> any Address { peer }
+    public func getHost() -> any Address { host }
+
+    /// ``reportedBufferSize``.
+    public var bufferSize: Int { reportedBufferSize }
+
+    // MARK: Producers
+
+    /// Records a producer (Twisted's `registerProducer`). Swisted's
+    /// `Transport` will require this once flow control lands; the producer
+    /// is any object until then.
+    ///
+    /// Traps if a producer is registered already, as Twisted raises
+    /// `RuntimeError`: that is a bug in the protocol under test.
+    public func registerProducer(_ producer: AnyObject, streaming: Bool) {
+        precondition(self.producer == nil, "StringTransport: cannot register producer \(producer): \(self.producer!) was never unregistered")
+        self.producer = producer
+        self.streaming = streaming
+        producerEvents.append("register(streaming: \(streaming))")
+    }
+
+    /// Forgets the producer (Twisted's `unregisterProducer`).
+    public func unregisterProducer() {
+        producer = nil
+        streaming = nil
+        producerEvents.append("unregister")
+    }
+}
+
+/// A ``StringTransport`` that also ends the protocol's life:
+/// ``loseConnection()`` calls its `connectionLost` with `ConnectionDone`,
+/// ``abortConnection()`` with `ConnectionAborted`, once (Twisted's
+/// `StringTransportWithDisconnection`).
+///
+/// Set ``protocol`` (or attach with ``connect(_:)``) before closing.
+open class StringTransportWithDisconnection: StringTransport {
+    /// The protocol to tell; released after its `connectionLost`.
+    public var `protocol`: Protocol?
+
+    /// Sets ``protocol`` and calls `proto.makeConnection(self)`.
+    /// - Throws: what `connectionMade` throws.
+    public func connect(_ proto: Protocol) throws {
+        self.protocol = proto
+        try proto.makeConnection(self)
+    }
+
+    open override func loseConnection() {
+        let first = !disconnecting
+        super.loseConnection()
+        if first { end(ConnectionDone()) }
+    }
+
+    open override func abortConnection() {
+        let first = !disconnecting
+        super.abortConnection()
+        if first { end(ConnectionAborted()) }
+    }
+
+    private func end(_ reason: any Error) {
+        guard let proto = self.protocol, proto.connected else { return }
+        self.protocol = nil
+        proto.connected = false
+        proto.connectionLost(reason)
+    }
+}
