@@ -30,3 +30,63 @@ extension Reactor: ReactorTime {
         return timers.pendingCalls
     }
 }
+
+/// What ``Reactor/listenTCP(_:_:backlog:interface:)`` returns, as a
+/// protocol (Twisted's `IListeningPort`): adopted by ``ListeningPort`` and
+/// by SwistedTesting's fake port, so code that only needs the address and
+/// `stopListening` can work with either.
+public protocol ListeningPortProtocol: AnyObject {
+    /// The address the port is bound to.
+    func getHost() -> any Address
+
+    /// Stops listening; `completion` runs once the port is closed.
+    func stopListening(_ completion: (() -> Void)?)
+}
+
+extension ListeningPort: ListeningPortProtocol {}
+
+/// TCP ports and connections: Twisted's `IReactorTCP`. Adopted by
+/// ``Reactor`` and by SwistedTesting's `MemoryReactor`, which records the
+/// calls instead of opening sockets. Write code that listens or connects
+/// against `some ReactorTCP` (or `any ReactorTCP`) to test it without sockets.
+///
+/// Connections are always ``Connector``s, as `ClientFactory` callbacks
+/// take that class; a `MemoryReactor`'s connectors do no I/O.
+///
+/// Threading: the adopter's; for ``Reactor``, reactor thread only.
+public protocol ReactorTCP: AnyObject {
+    /// What ``listenTCP(_:_:backlog:interface:)`` returns.
+    associatedtype Port: ListeningPortProtocol
+
+    /// Listens on `port` (see ``Reactor/listenTCP(_:_:backlog:interface:)``).
+    /// - Throws: ``CannotListenError``.
+    @discardableResult
+    func listenTCP(_ port: Int, _ factory: Factory, backlog: Int, interface: String) throws(CannotListenError) -> Port
+
+    /// Connects to `host`:`port` (see ``Reactor/connectTCP(_:_:_:timeout:bindAddress:)``).
+    @discardableResult
+    func connectTCP(_ host: String, _ port: Int, _ factory: ClientFactory, timeout: Double?,
+                    bindAddress: (host: String, port: Int)?) -> Connector
+}
+
+extension ReactorTCP {
+    /// Listens with the defaults: a backlog of 50, every IPv4 interface.
+    @discardableResult
+    public func listenTCP(_ port: Int, _ factory: Factory, interface: String = "") throws(CannotListenError) -> Port {
+        try listenTCP(port, factory, backlog: 50, interface: interface)
+    }
+
+    /// Connects with the defaults: a 30-second timeout, no local address.
+    @discardableResult
+    public func connectTCP(_ host: String, _ port: Int, _ factory: ClientFactory) -> Connector {
+        connectTCP(host, port, factory, timeout: 30, bindAddress: nil)
+    }
+}
+
+extension Reactor: ReactorTCP {}
+
+/// A call made on a ``Connector`` of SwistedTesting's `MemoryReactor`,
+/// reported instead of acted on.
+package enum MemoryConnectorCall: Sendable {
+    case connect, stopConnecting, disconnect
+}

@@ -1,0 +1,155 @@
+import Swisted
+
+/// A reactor that opens nothing: Twisted's `MemoryReactorClock`. It records
+/// every `listenTCP` and `connectTCP` with its arguments and returns fakes,
+/// and keeps time with a ``Clock``. Pass it where your code takes
+/// `some ReactorTCP` / `any ReactorTime` (a `Reactor` in the program), then
+/// look at what the code asked for and drive the factories yourself.
+///
+/// ```swift
+/// let reactor = MemoryReactor()
+/// startMyService(on: reactor)                  // calls reactor.listenTCP(8080, ...)
+/// let server = reactor.tcpServers[0]
+/// #expect(server.port == 8080)
+/// let proto = server.factory.buildProtocol(IPv4Address(type: .tcp, host: "10.0.0.1", port: 1))!
+/// try proto.makeConnection(StringTransport())  // talk to it in memory
+/// ```
+///
+/// ## The fakes
+/// - `listenTCP` returns a ``MemoryListeningPort``: `getHost()` is the
+///   address asked for; `stopListening` is recorded. The factory is not
+///   started (as in Twisted). Set ``listenError`` to make the next
+///   `listenTCP` fail.
+/// - `connectTCP` returns a real `Connector`, since `ClientFactory`'s
+///   callbacks take that class, but one that does no I/O: it calls
+///   `factory.startedConnecting` (as Twisted's fake does) and from then on
+///   `connect()`, `stopConnecting()` and `disconnect()` are only recorded in
+///   ``connectorCalls`` (the connector stays `disconnected`). To play the
+///   outcome, call the factory yourself:
+///   `factory.clientConnectionFailed(client.connector, reason: ConnectionRefusedError())`,
+///   and check whether it called `connector.connect()` again.
+///   (The connector's `reactor` property is a private `Reactor` that never
+///   runs; do not use it.)
+/// - Unix sockets and UDP are not recorded yet: Swisted has neither yet.
+///
+/// Threading: not thread-safe; use it from one thread.
+public final class MemoryReactor: ReactorTCP, ReactorTime {
+    /// One `listenTCP` call.
+    public struct TCPServer {
+        public let port: Int
+        public let factory: Factory
+        public let backlog: Int
+        public let interface: String
+        /// The fake port returned.
+        public let listeningPort: MemoryListeningPort
+    }
+
+    /// One `connectTCP` call.
+    public struct TCPClient {
+        public let host: String
+        public let port: Int
+        public let factory: ClientFactory
+        public let timeout: Double?
+        public let bindAddress: (host: String, port: Int)?
+        /// The connector returned (no I/O; see the class documentation).
+        public let connector: Connector
+    }
+
+    /// A call on one of this reactor's connectors.
+    public enum ConnectorCall: Equatable, Sendable {
+        case connect, stopConnecting, disconnect
+    }
+
+    /// Every `listenTCP` call that succeeded, in order.
+    public private(set) var tcpServers: [TCPServer] = []
+    /// Every `connectTCP` call, in order.
+    public private(set) var tcpClients: [TCPClient] = []
+    /// Calls on the connectors, in order: which connector (an index into
+    /// ``tcpClients``) and what was called.
+    public private(set) var connectorCalls: [(client: Int, call: ConnectorCall)] = []
+
+    /// When set, the next `listenTCP` throws it (and it is cleared).
+    public var listenError: CannotListenError?
+
+    /// The clock behind ``callLater(_:_:)`` and ``seconds()``; advance it to run delayed calls.
+    public let clock: Clock
+
+    /// Only to construct connectors; never run.
+    private let idle = Reactor()
+
+    public init(clock: Clock = Clock()) {
+        self.clock = clock
+    }
+
+    // MARK: ReactorTCP
+
+    /// Records the call and returns a ``MemoryListeningPort`` for the address asked for.
+    /// - Throws: ``listenError`` if set.
+    @discardableResult
+    public func listenTCP(_ port: Int, _ factory: Factory, backlog: Int = 50, interface: String = "") throws(CannotListenError) -> MemoryListeningPort {
+        if let listenError {
+            self.listenError = nil
+            throw listenError
+        }
+        let host = interface.isEmpty ? "0.0.0.0" : interface
+        let address: any Address = host.contains(":")
+            ? IPv6Address(type: .tcp, host: host, port: port)
+            : IPv4Address(type: .tcp, host: host, port: port)
+        let listeningPort = MemoryListeningPort(address: address)
+        tcpServers.append(TCPServer(port: port, factory: factory, backlog: backlog, interface: interface, listeningPort: listeningPort))
+        return listeningPort
+    }
+
+    /// Records the call, calls `factory.startedConnecting`, and returns a connector that does no I/O.
+    @discardableResult
+    public func connectTCP(_ host: String, _ port: Int, _ factory: ClientFactory, timeout: Double? = 30,
+                           bindAddress: (host: String, port: Int)? = nil) -> Connector {
+        let connector = Connector(reactor: idle, host: host, port: port, factory: factory, timeout: timeout, bindAddress: bindAddress)
+        let index = tcpClients.count
+        connector.memoryCalls = { [unowned self] _, call in
+            switch call {
+            case .connect: self.connectorCalls.append((index, .connect))
+            case .stopConnecting: self.connectorCalls.append((index, .stopConnecting))
+            case .disconnect: self.connectorCalls.append((index, .disconnect))
+            }
+        }
+        tcpClients.append(TCPClient(host: host, port: port, factory: factory, timeout: timeout, bindAddress: bindAddress, connector: connector))
+        factory.startedConnecting(connector)
+        return connector
+    }
+
+    // MARK: ReactorTime
+
+    public func seconds() -> Double { clock.seconds() }
+
+    @discardableResult
+    public func callLater(_ seconds: Double, _ function: @escaping () throws -> Void) -> DelayedCall {
+        clock.callLater(seconds, function)
+    }
+
+    public func getDelayedCalls() -> [DelayedCall] { clock.getDelayedCalls() }
+
+    /// Advances the clock (see ``Clock/advance(_:)``).
+    public func advance(_ amount: Double) throws { try clock.advance(amount) }
+}
+
+/// The port a ``MemoryReactor`` returns from `listenTCP`: Twisted's `_FakePort`.
+public final class MemoryListeningPort: ListeningPortProtocol {
+    private let address: any Address
+    /// How many times `stopListening` was called.
+    public private(set) var stopListeningCount = 0
+
+    init(address: any Address) { self.address = address }
+
+    /// The address `listenTCP` was asked for (`0.0.0.0` for every interface).
+    public func getHost() -> any Address { address }
+
+    /// Records the call and runs `completion` at once.
+    public func stopListening(_ completion: (() -> Void)? = nil) {
+        stopListeningCount += 1
+        completion?()
+    }
+
+    /// True once `stopListening` was called.
+    public var stopped: Bool { stopListeningCount > 0 }
+}
