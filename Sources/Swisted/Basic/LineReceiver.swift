@@ -163,8 +163,10 @@ open class LineReceiver: Protocol {
     /// A line grew longer than ``maxLength``. `line` holds what was received
     /// of it (and, as in Twisted, whatever followed in the same read); the
     /// buffer is already cleared. The default throws ``LineTooLongError``,
-    /// which closes this connection only, with that reason. Override to
-    /// answer first, or to skip the line and carry on (return normally).
+    /// which closes this connection only, with that reason, at once (as
+    /// `abortConnection` does: what is not yet sent may be lost). Override to skip the
+    /// line and carry on (return normally), or to answer and then call
+    /// `transport!.loseConnection()`, which sends the answer before closing.
     open func lineLengthExceeded(_ line: Span<UInt8>) throws {
         throw LineTooLongError(length: line.count, maxLength: maxLength)
     }
