@@ -220,3 +220,45 @@ final class Switcher: LineReceiver {
         }
     }
 }
+
+@Suite("LineReceiver through a ConnectedPair")
+struct LineReceiverPairTests {
+    /// Answers an over-long line, then closes cleanly (Twisted's way).
+    final class Polite: LineReceiver {
+        var lines: [String] = []
+        override func lineReceived(_ line: Span<UInt8>) throws { lines.append(line.string) }
+        override func lineLengthExceeded(_ line: Span<UInt8>) throws {
+            sendLine("ERR line too long")
+            transport!.loseConnection()
+        }
+    }
+
+    @Test("an override can answer a too-long line and close cleanly; the answer arrives")
+    func answerThenClose() throws {
+        let server = Polite()
+        server.maxLength = 8
+        let client = LineRecorder()
+        let pair = ConnectedPair(server: server, client: client)
+        pair.chunkSize = 3
+        client.sendLine("hello")
+        client.sendLine("far too long for eight")
+        pair.flush()
+        #expect(server.lines == ["hello"])
+        #expect(client.strings == ["ERR line too long"])
+        #expect(client.lostReason is ConnectionDone)
+        #expect(pair.isClosed)
+    }
+
+    @Test("with the default handler the error is the server's reason; the client sees a clean close")
+    func defaultHandler() throws {
+        let server = LineRecorder()
+        server.maxLength = 4
+        let client = LineRecorder()
+        let pair = ConnectedPair(server: server, client: client)
+        client.sendLine("toolong")
+        pair.flush()
+        #expect(server.lostReason is LineTooLongError)
+        #expect(client.lostReason is ConnectionDone)
+        #expect(pair.errors.count == 1)
+    }
+}
