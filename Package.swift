@@ -50,6 +50,10 @@ let package = Package(
             dependencies: ["Swisted", "PoetryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/poetry/client"
         ),
+        // Runs the UDP multicast and broadcast scenarios inside a private
+        // network namespace that UDPMulticastTests create (unshare -n), so no
+        // datagram of the test suite reaches a real interface.
+        .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),

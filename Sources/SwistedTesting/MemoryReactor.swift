@@ -1,7 +1,8 @@
 import Swisted
 
 /// A reactor that opens nothing: Twisted's `MemoryReactorClock`. It records
-/// every `listenTCP` and `connectTCP` with its arguments and returns fakes,
+/// every `listenTCP`, `connectTCP`, `listenUNIX` and `connectUNIX` with its
+/// arguments and returns fakes,
 /// and keeps time with a ``Clock``. Pass it where your code takes
 /// `some ReactorTCP` / `any ReactorTime` (a `Reactor` in the program), then
 /// look at what the code asked for and drive the factories yourself.
@@ -30,10 +31,12 @@ import Swisted
 ///   and check whether it called `connector.connect()` again.
 ///   (The connector's `reactor` property is a private `Reactor` that never
 ///   runs; do not use it.)
-/// - Unix sockets and UDP are not recorded yet: Swisted has neither yet.
+/// - `listenUNIX`/`connectUNIX` are recorded the same way (``unixServers``,
+///   ``unixClients``); the fake port's host is `UNIXAddress(path)`.
+/// - `listenUDP` is not recorded yet (it returns the concrete `UDPPort`).
 ///
 /// Threading: not thread-safe; use it from one thread.
-public final class MemoryReactor: ReactorTCP, ReactorTime {
+public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorTime {
     /// One `listenTCP` call.
     public struct TCPServer {
         public let port: Int
@@ -55,6 +58,27 @@ public final class MemoryReactor: ReactorTCP, ReactorTime {
         public let connector: Connector
     }
 
+    /// One `listenUNIX` call.
+    public struct UNIXServer {
+        public let path: String
+        public let factory: Factory
+        public let backlog: Int
+        public let mode: Int
+        public let wantPID: Bool
+        /// The fake port returned.
+        public let listeningPort: MemoryListeningPort
+    }
+
+    /// One `connectUNIX` call.
+    public struct UNIXClient {
+        public let path: String
+        public let factory: ClientFactory
+        public let timeout: Double?
+        public let checkPID: Bool
+        /// The connector returned (no I/O; see the class documentation).
+        public let connector: Connector
+    }
+
     /// A call on one of this reactor's connectors.
     public enum ConnectorCall: Equatable, Sendable {
         case connect, stopConnecting, disconnect
@@ -64,11 +88,14 @@ public final class MemoryReactor: ReactorTCP, ReactorTime {
     public private(set) var tcpServers: [TCPServer] = []
     /// Every `connectTCP` call, in order.
     public private(set) var tcpClients: [TCPClient] = []
-    /// Calls on the connectors, in order: which connector (an index into
-    /// ``tcpClients``) and what was called.
-    public private(set) var connectorCalls: [(client: Int, call: ConnectorCall)] = []
+    /// Every `listenUNIX` call that succeeded, in order.
+    public private(set) var unixServers: [UNIXServer] = []
+    /// Every `connectUNIX` call, in order.
+    public private(set) var unixClients: [UNIXClient] = []
+    /// Calls on the connectors (TCP and Unix), in order: which connector and what was called.
+    public private(set) var connectorCalls: [(connector: Connector, call: ConnectorCall)] = []
 
-    /// When set, the next `listenTCP` throws it (and it is cleared).
+    /// When set, the next `listenTCP` or `listenUNIX` throws it (and it is cleared).
     public var listenError: CannotListenError?
 
     /// The clock behind ``callLater(_:_:)`` and ``seconds()``; advance it to run delayed calls.
@@ -105,17 +132,46 @@ public final class MemoryReactor: ReactorTCP, ReactorTime {
     public func connectTCP(_ host: String, _ port: Int, _ factory: ClientFactory, timeout: Double? = 30,
                            bindAddress: (host: String, port: Int)? = nil) -> Connector {
         let connector = Connector(reactor: idle, host: host, port: port, factory: factory, timeout: timeout, bindAddress: bindAddress)
-        let index = tcpClients.count
-        connector.memoryCalls = { [unowned self] _, call in
-            switch call {
-            case .connect: self.connectorCalls.append((index, .connect))
-            case .stopConnecting: self.connectorCalls.append((index, .stopConnecting))
-            case .disconnect: self.connectorCalls.append((index, .disconnect))
-            }
-        }
+        record(connector)
         tcpClients.append(TCPClient(host: host, port: port, factory: factory, timeout: timeout, bindAddress: bindAddress, connector: connector))
         factory.startedConnecting(connector)
         return connector
+    }
+
+    // MARK: ReactorUNIX
+
+    /// Records the call and returns a ``MemoryListeningPort`` whose host is `UNIXAddress(path)`.
+    /// - Throws: ``listenError`` if set.
+    @discardableResult
+    public func listenUNIX(_ path: String, _ factory: Factory, backlog: Int = 50, mode: Int = 0o666,
+                           wantPID: Bool = false) throws(CannotListenError) -> MemoryListeningPort {
+        if let listenError {
+            self.listenError = nil
+            throw listenError
+        }
+        let listeningPort = MemoryListeningPort(address: UNIXAddress(name: path))
+        unixServers.append(UNIXServer(path: path, factory: factory, backlog: backlog, mode: mode, wantPID: wantPID, listeningPort: listeningPort))
+        return listeningPort
+    }
+
+    /// Records the call, calls `factory.startedConnecting`, and returns a connector that does no I/O.
+    @discardableResult
+    public func connectUNIX(_ path: String, _ factory: ClientFactory, timeout: Double? = 30, checkPID: Bool = false) -> Connector {
+        let connector = Connector(reactor: idle, unixPath: path, checkPID: checkPID, factory: factory, timeout: timeout)
+        record(connector)
+        unixClients.append(UNIXClient(path: path, factory: factory, timeout: timeout, checkPID: checkPID, connector: connector))
+        factory.startedConnecting(connector)
+        return connector
+    }
+
+    private func record(_ connector: Connector) {
+        connector.memoryCalls = { [unowned self] connector, call in
+            switch call {
+            case .connect: self.connectorCalls.append((connector, .connect))
+            case .stopConnecting: self.connectorCalls.append((connector, .stopConnecting))
+            case .disconnect: self.connectorCalls.append((connector, .disconnect))
+            }
+        }
     }
 
     // MARK: ReactorTime

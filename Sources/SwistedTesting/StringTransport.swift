@@ -43,12 +43,24 @@ open class StringTransport: Transport {
     public var reportedBufferSize = 0
 
     /// The producer registered with ``registerProducer(_:streaming:)``, if any.
-    public private(set) var producer: AnyObject?
+    public private(set) var producer: (any Producer)?
     /// Whether the registered producer is a streaming (push) producer; nil when none is registered.
     public private(set) var streaming: Bool?
     /// Every `registerProducer`/`unregisterProducer` call, in order:
     /// `"register(streaming: true)"`, `"unregister"`.
     public private(set) var producerEvents: [String] = []
+
+    /// What this transport, as a producer of what it reads, was last told
+    /// (Twisted's `producerState`): `pauseProducing`, `resumeProducing`, `stopProducing`.
+    public enum ProducerState: Sendable, Equatable { case producing, paused, stopped }
+    /// See ``ProducerState``.
+    public private(set) var producerState = ProducerState.producing
+
+    /// True once ``loseWriteConnection()`` was called.
+    public private(set) var loseWriteConnectionCalled = false
+
+    public var writeHighWaterMark = 64 * 1024
+    public var writeLowWaterMark = 16 * 1024
 
     /// A transport whose ends are the given addresses (by default
     /// 10.0.0.1:12345 for the peer and 10.0.0.2:54321 for this end, as
@@ -70,9 +82,9 @@ open class StringTransport: Transport {
 
     // MARK: Transport
 
-    /// Records `data`; ignored after ``loseConnection()`` or ``abortConnection()``.
+    /// Records `data`; ignored after ``loseConnection()``, ``abortConnection()`` or ``loseWriteConnection()``.
     open func write(_ data: UnsafeRawBufferPointer) {
-        guard !disconnecting, !data.isEmpty else { return }
+        guard !disconnecting, !loseWriteConnectionCalled, !data.isEmpty else { return }
         written.append(contentsOf: data)
         writeCount += 1
     }
@@ -95,16 +107,23 @@ open class StringTransport: Transport {
     /// ``reportedBufferSize``.
     public var bufferSize: Int { reportedBufferSize }
 
-    // MARK: Producers
+    /// Records the call; later writes are ignored, as on a real transport.
+    open func loseWriteConnection() {
+        loseWriteConnectionCalled = true
+    }
 
-    /// Records a producer (Twisted's `registerProducer`). Swisted's
-    /// `Transport` will require this once flow control lands; the producer
-    /// is any object until then.
-    ///
-    /// Traps if a producer is registered already, as Twisted raises
-    /// `RuntimeError`: that is a bug in the protocol under test.
-    public func registerProducer(_ producer: AnyObject, streaming: Bool) {
-        precondition(self.producer == nil, "StringTransport: cannot register producer \(producer): \(self.producer!) was never unregistered")
+    // MARK: Consumer
+
+    /// Records a producer, as a real transport would accept it.
+    /// - Throws: ``ProducerError`` if one is registered already (Twisted
+    ///   raises `RuntimeError`), or `streaming` does not match its kind
+    ///   (`true` needs a `PushProducer`, `false` a `PullProducer`).
+    public func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {
+        if let current = self.producer {
+            throw ProducerError("\(current) was never unregistered")
+        }
+        if streaming, !(producer is any PushProducer) { throw ProducerError("streaming: true needs a PushProducer") }
+        if !streaming, !(producer is any PullProducer) { throw ProducerError("streaming: false needs a PullProducer") }
         self.producer = producer
         self.streaming = streaming
         producerEvents.append("register(streaming: \(streaming))")
@@ -116,4 +135,13 @@ open class StringTransport: Transport {
         streaming = nil
         producerEvents.append("unregister")
     }
+
+    // MARK: Producer (of what it reads)
+
+    /// Records it in ``producerState``.
+    open func pauseProducing() { producerState = .paused }
+    /// Records it in ``producerState``.
+    open func resumeProducing() { producerState = .producing }
+    /// Records it in ``producerState`` (a real transport also closes; this one does not).
+    open func stopProducing() { producerState = .stopped }
 }

@@ -66,19 +66,45 @@ struct StringTransportTests {
         #expect(transport.bufferSize == 65536)
     }
 
-    @Test("producer registration is recorded")
-    func producers() {
-        final class Producer {}
+    @Test("producer registration is recorded; a second one or the wrong kind is refused")
+    func producers() throws {
+        final class Push: PushProducer {
+            func pauseProducing() {}
+            func resumeProducing() {}
+            func stopProducing() {}
+        }
+        final class Pull: PullProducer {
+            func resumeProducing() {}
+            func stopProducing() {}
+        }
         let transport = StringTransport()
-        let producer = Producer()
-        transport.registerProducer(producer, streaming: true)
+        let producer = Push()
+        try transport.registerProducer(producer, streaming: true)
         #expect(transport.producer === producer)
         #expect(transport.streaming == true)
+        #expect(throws: ProducerError.self) { try transport.registerProducer(Pull(), streaming: false) }
         transport.unregisterProducer()
         #expect(transport.producer == nil)
         #expect(transport.streaming == nil)
-        transport.registerProducer(producer, streaming: false)
+        #expect(throws: ProducerError.self) { try transport.registerProducer(Pull(), streaming: true) }
+        try transport.registerProducer(Pull(), streaming: false)
         #expect(transport.producerEvents == ["register(streaming: true)", "unregister", "register(streaming: false)"])
+    }
+
+    @Test("pause, resume and stop on the transport itself are recorded; loseWriteConnection stops writes")
+    func transportAsProducer() {
+        let transport = StringTransport()
+        transport.pauseProducing()
+        #expect(transport.producerState == .paused)
+        transport.resumeProducing()
+        #expect(transport.producerState == .producing)
+        transport.stopProducing()
+        #expect(transport.producerState == .stopped)
+        transport.write("a")
+        transport.loseWriteConnection()
+        transport.write("b")
+        #expect(transport.string == "a")
+        #expect(transport.loseWriteConnectionCalled && !transport.disconnecting)
     }
 
     @Test("a protocol on it talks as it would on TCP")

@@ -10,13 +10,16 @@ enum SocketAddress {
     /// Returns nil when `host` is not an IP literal; the port must already be in range.
     init?(ipLiteral host: String, port: Int) {
         precondition((0...65535).contains(port), "port checked by the caller")
+        // withCString, not the implicit String-to-pointer conversion: that one
+        // copies the string into a new array (one malloc per call), and UDP
+        // parses the destination of every datagram it sends.
         if host.contains(":") {
             var addr = sockaddr_in6()
-            guard uv_ip6_addr(host, Int32(port), &addr) == 0 else { return nil }
+            guard host.withCString({ uv_ip6_addr($0, Int32(port), &addr) }) == 0 else { return nil }
             self = .v6(addr)
         } else {
             var addr = sockaddr_in()
-            guard uv_ip4_addr(host, Int32(port), &addr) == 0 else { return nil }
+            guard host.withCString({ uv_ip4_addr($0, Int32(port), &addr) }) == 0 else { return nil }
             // inet_pton accepts only dotted quads, so "1.2.3" or "localhost" land here as nil.
             self = .v4(addr)
         }

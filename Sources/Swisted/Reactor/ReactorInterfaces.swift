@@ -85,6 +85,26 @@ extension ReactorTCP {
 
 extension Reactor: ReactorTCP {}
 
+/// Unix-domain stream sockets: Twisted's `IReactorUNIX`. Adopted by
+/// ``Reactor`` and by SwistedTesting's `MemoryReactor`.
+///
+/// Threading: the adopter's; for ``Reactor``, reactor thread only.
+public protocol ReactorUNIX: AnyObject {
+    /// What ``listenUNIX(_:_:backlog:mode:wantPID:)`` returns.
+    associatedtype UNIXPort: ListeningPortProtocol
+
+    /// Listens on the socket at `path` (see ``Reactor/listenUNIX(_:_:backlog:mode:wantPID:)``).
+    /// - Throws: ``CannotListenError``.
+    @discardableResult
+    func listenUNIX(_ path: String, _ factory: Factory, backlog: Int, mode: Int, wantPID: Bool) throws(CannotListenError) -> UNIXPort
+
+    /// Connects to the socket at `path` (see ``Reactor/connectUNIX(_:_:timeout:checkPID:)``).
+    @discardableResult
+    func connectUNIX(_ path: String, _ factory: ClientFactory, timeout: Double?, checkPID: Bool) -> Connector
+}
+
+extension Reactor: ReactorUNIX {}
+
 /// A call made on a ``Connector`` of SwistedTesting's `MemoryReactor`,
 /// reported instead of acted on.
 package enum MemoryConnectorCall: Sendable {

@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 
 /// An outgoing connection and its attempts: Twisted's `IConnector`,
 /// returned by ``Reactor/connectTCP(_:_:_:timeout:bindAddress:)``.
@@ -21,8 +22,9 @@ public final class Connector {
 
     public let reactor: Reactor
     public let factory: ClientFactory
-    /// The host as given: a name or an IP literal.
+    /// The host as given: a name or an IP literal (for a Unix connector, the socket path).
     public let host: String
+    /// The TCP port (0 for a Unix connector).
     public let port: Int
     /// Seconds an attempt may take before it fails with ``TimeoutError``; nil waits as long as the system does.
     public let timeout: Double?
@@ -32,7 +34,9 @@ public final class Connector {
     public private(set) var state = State.disconnected
 
     private var factoryStarted = false
-    private var transport: TCPConnection?
+    private var transport: StreamConnection?
+    /// Set for a Unix-socket connector: the socket path and whether to check its PID lock.
+    private let unix: (path: String, checkPID: Bool)?
     private var candidates: [SocketAddress] = []
     private var resolution: (any HostResolution)?
     private var timeoutCall: DelayedCall?
@@ -53,12 +57,25 @@ public final class Connector {
         self.factory = factory
         self.timeout = timeout
         self.bindAddress = bindAddress
+        self.unix = nil
+    }
+
+    package init(reactor: Reactor, unixPath: String, checkPID: Bool, factory: ClientFactory, timeout: Double?) {
+        self.reactor = reactor
+        self.host = unixPath
+        self.port = 0
+        self.factory = factory
+        self.timeout = timeout
+        self.bindAddress = nil
+        self.unix = (unixPath, checkPID)
     }
 
     /// The address this connector connects to, as given (the host is not resolved):
-    /// an ``IPv6Address`` for an IPv6 literal, else an ``IPv4Address``.
+    /// an ``IPv6Address`` for an IPv6 literal, a ``UNIXAddress`` for a Unix
+    /// socket, else an ``IPv4Address``.
     public func getDestination() -> any Address {
-        host.contains(":")
+        if unix != nil { return UNIXAddress(name: host) }
+        return host.contains(":")
             ? IPv6Address(type: .tcp, host: host, port: port)
             : IPv4Address(type: .tcp, host: host, port: port)
     }
@@ -129,6 +146,10 @@ public final class Connector {
     // MARK: The attempt
 
     private func begin() {
+        if let unix {
+            connectUNIX(unix.path, checkPID: unix.checkPID)
+            return
+        }
         guard isValidPort(port) else {
             abandon(InvalidAddressError(address: "\(host):\(port)", reason: "port must be in 0...65535"))
             return
@@ -201,7 +222,50 @@ public final class Connector {
         }
     }
 
-    fileprivate func connectFinished(_ connection: TCPConnection, status: Int32) {
+    /// A Unix-domain connect finishes at once (see `UNIXSocketName.connect`);
+    /// its outcome is still delivered from the loop, like a TCP connect's.
+    private func connectUNIX(_ path: String, checkPID: Bool) {
+        let name: UNIXSocketName
+        do { name = try UNIXSocketName(path) } catch {
+            abandon(error)
+            return
+        }
+        if checkPID, !name.isAbstract {
+            guard let pid = UNIXSocketLock.owner(of: path + ".lock") else {
+                abandon(BadFileError(path: path, reason: "no lock file \(path).lock: no server holds it"))
+                return
+            }
+            guard UNIXSocketLock.isAlive(pid) else {
+                abandon(BadFileError(path: path, reason: "its lock names process \(pid), which is not running"))
+                return
+            }
+        }
+        let fd: Int32
+        do { fd = try name.connect() } catch {
+            abandon(connectFailure(error))
+            return
+        }
+        let connection: UNIXConnection
+        do {
+            connection = try UNIXConnection(reactor: reactor, state: .connecting, hostName: nil, peerName: path)
+        } catch {
+            close(fd)
+            abandon(ConnectError(error))
+            return
+        }
+        connection.connector = self
+        transport = connection
+        let rc = uv_pipe_open(connection.pipe, fd)
+        if rc < 0 {
+            close(fd)
+            lastError = ConnectError(UVError(code: rc))
+            connection.closeNow(lastError!)
+            return
+        }
+        reactor.callSoon { [self] in connectFinished(connection, status: 0) }
+    }
+
+    fileprivate func connectFinished(_ connection: StreamConnection, status: Int32) {
         guard connection === transport, connection.state == .connecting else { return }
         if status < 0 {
             lastError = connectFailure(UVError(code: status))
@@ -287,7 +351,7 @@ public final class Connector {
 }
 
 private func connectCallback(_ request: UnsafeMutablePointer<uv_connect_t>?, _ status: Int32) {
-    let connection = Unmanaged<TCPConnection>.fromOpaque(request!.pointee.data).takeUnretainedValue()
+    let connection = Unmanaged<StreamConnection>.fromOpaque(request!.pointee.data).takeUnretainedValue()
     request!.deallocate()
     connection.connector?.connectFinished(connection, status: status)
 }
@@ -311,7 +375,7 @@ extension Reactor {
     @discardableResult
     public func listenTCP(_ port: Int, _ factory: Factory, backlog: Int = 50, interface: String = "") throws(CannotListenError) -> ListeningPort {
         assertOnReactorThread()
-        return try ListeningPort(reactor: self, port: port, factory: factory, backlog: backlog, interface: interface)
+        return try ListeningPort.listenTCP(reactor: self, port: port, factory: factory, backlog: backlog, interface: interface)
     }
 
     /// Connects to `host`:`port` over TCP, with `factory` building the protocol.

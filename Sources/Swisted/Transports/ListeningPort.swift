@@ -1,7 +1,9 @@
 import CLibUV
+import Glibc
 
 /// A port listening for connections: Twisted's `IListeningPort`, returned by
-/// ``Reactor/listenTCP(_:_:backlog:interface:)``.
+/// ``Reactor/listenTCP(_:_:backlog:interface:)`` and
+/// ``Reactor/listenUNIX(_:_:backlog:mode:wantPID:)``.
 ///
 /// For each incoming connection it asks the factory for a protocol
 /// (`buildProtocol(peerAddress)`; nil refuses: the connection is closed at
@@ -15,14 +17,34 @@ public final class ListeningPort: HandleOwning {
     public let reactor: Reactor
     /// The factory that builds a protocol per connection.
     public let factory: Factory
-    private let tcp: UnsafeMutablePointer<uv_tcp_t>
-    private let bound: SocketAddress
+    private let stream: UnsafeMutablePointer<uv_stream_t>
+    private let host: any Address
+    private let family: Family
     private var listening = true
     private var closed = false
     private var closeCompletions: [() -> Void] = []
 
-    /// Binds and listens (`uv_tcp_bind`, `uv_listen`), then starts the factory.
-    init(reactor: Reactor, port: Int, factory: Factory, backlog: Int, interface: String) throws(CannotListenError) {
+    /// What kind of socket listens, and what it leaves on disk.
+    enum Family {
+        case tcp
+        /// `socketFile`: the path to remove on close (nil for an abstract name);
+        /// `lockFile`: the `wantPID` lock to remove on close.
+        case unix(name: String, socketFile: String?, lockFile: String?)
+    }
+
+    /// Takes an initialized, listening stream handle (adopts it) and starts the factory.
+    init(reactor: Reactor, factory: Factory, stream: UnsafeMutablePointer<uv_stream_t>, host: any Address, family: Family) {
+        self.reactor = reactor
+        self.factory = factory
+        self.stream = stream
+        self.host = host
+        self.family = family
+        UVHandle.adopt(stream, owner: self)
+        factory.doStart()
+    }
+
+    /// Binds and listens on TCP (`uv_tcp_bind`, `uv_listen`).
+    static func listenTCP(reactor: Reactor, port: Int, factory: Factory, backlog: Int, interface: String) throws(CannotListenError) -> ListeningPort {
         func failure(_ error: any Error & Sendable) -> CannotListenError {
             CannotListenError(interface: interface, port: port, underlying: error)
         }
@@ -49,21 +71,29 @@ public final class ListeningPort: HandleOwning {
             UVHandle.close(tcp)
             throw failure(UVError(code: rc == 0 ? UV_EINVAL.rawValue : rc))
         }
-        self.reactor = reactor
-        self.factory = factory
-        self.tcp = tcp
-        self.bound = actual
-        UVHandle.adopt(tcp, owner: self)
-        factory.doStart()
+        return ListeningPort(reactor: reactor, factory: factory, stream: UVHandle.asStream(tcp),
+                             host: actual.address(type: .tcp), family: .tcp)
     }
 
-    /// The address the port is bound to; with port 0, it holds the port the system chose.
+    /// Starts listening on an already bound socket: `uv_listen` with our callback.
+    /// Closes the handle and throws on failure.
+    static func startListening(_ stream: UnsafeMutablePointer<uv_stream_t>, backlog: Int) throws(UVError) {
+        let rc = uv_listen(stream, Int32(clamping: backlog), listenCallback)
+        if rc < 0 {
+            UVHandle.close(stream)
+            throw UVError(code: rc)
+        }
+    }
+
+    /// The address the port is bound to: an ``IPv4Address``/``IPv6Address``
+    /// (with port 0, it holds the port the system chose) or a ``UNIXAddress``.
     public func getHost() -> any Address {
-        bound.address(type: .tcp)
+        host
     }
 
     /// Stops accepting connections and closes the listening socket at once,
-    /// so the same port can be bound again right after. Connections already
+    /// so the same port can be bound again right after (a Unix socket's
+    /// file, and its `wantPID` lock file, are removed). Connections already
     /// accepted stay open. The factory's `doStop` (and `completion`, if given)
     /// run once libuv has finished closing. Calling it again does nothing
     /// but add the completion. May be called inside `buildProtocol`.
@@ -76,7 +106,11 @@ public final class ListeningPort: HandleOwning {
         }
         guard listening else { return }
         listening = false
-        UVHandle.close(tcp)
+        UVHandle.close(stream)
+        if case .unix(_, let socketFile, let lockFile) = family {
+            if let socketFile { unlink(socketFile) }
+            if let lockFile { unlink(lockFile) }
+        }
     }
 
     fileprivate func connectionArrived(_ status: Int32) {
@@ -85,14 +119,19 @@ public final class ListeningPort: HandleOwning {
             return
         }
         guard listening else { return }
-        let connection: TCPConnection
+        let connection: StreamConnection
         do {
-            connection = try TCPConnection(reactor: reactor, state: .connecting)
+            switch family {
+            case .tcp:
+                connection = try TCPConnection(reactor: reactor, state: .connecting)
+            case .unix(let name, _, _):
+                connection = try UNIXConnection(reactor: reactor, state: .connecting, hostName: name, peerName: nil)
+            }
         } catch {
             reactor.logError("Swisted: cannot create a handle for a connection on \(getHost()): \(error)")
             return
         }
-        let rc = uv_accept(UVHandle.asStream(tcp), connection.stream)
+        let rc = uv_accept(stream, connection.stream)
         guard rc == 0 else {
             reactor.logError("Swisted: accept failed on \(getHost()): \(UVError(code: rc))")
             connection.closeNow(ConnectionLost(UVError(code: rc)))

@@ -1,7 +1,7 @@
 import CLibUV
 
 /// A connected libuv stream and the protocol on it: the transport of every
-/// TCP connection (and, later, Unix-socket connection).
+/// TCP and Unix-socket connection.
 ///
 /// Data path (see DESIGN.md): reads land in the reactor's one slab and reach
 /// `dataReceived` as a `Span` with no copy; writes go straight to the kernel
@@ -12,7 +12,9 @@ import CLibUV
 /// Life: `connecting` (client attempts only) → `open` → `disconnecting`
 /// (after `loseConnection`, until the queue drains and `uv_shutdown` is
 /// done) → `closing` (`uv_close` called) → `closed` (close callback:
-/// `connectionLost` delivered, exactly once).
+/// `connectionLost` delivered, exactly once). Half-close and producers add
+/// flags within `open`: `loseWhenProducerDone`, `writeShutdownRequested`,
+/// `writeShut`, `readShut`, `readingPaused`.
 ///
 /// Reactor thread only.
 class StreamConnection: HandleOwning, Transport {
@@ -31,8 +33,27 @@ class StreamConnection: HandleOwning, Transport {
     final private var inFlight = WriteBuffer()
     final private var writeRequest: UnsafeMutablePointer<uv_write_t>?
     final private var writing = false
-    final var peerAddress: SocketAddress?
-    final var hostAddress: SocketAddress?
+    final private var shutdownInFlight = false
+
+    // Flow control: the consumer side (a producer feeding us) ...
+    final private var producer: (any Producer)?
+    final private var producerIsStreaming = false
+    final private var producerPaused = false
+    final private var pullScheduled = false
+    /// Bytes accepted by `write` so far (tells a pull producer's round that wrote from one that did not).
+    final private var bytesAccepted = 0
+    /// `loseConnection` was called while a producer was registered: close once it unregisters.
+    final private var loseWhenProducerDone = false
+    // ... and the producer side (our own reading, paused by whoever consumes it).
+    final private var readingPaused = false
+    final private var reading = false
+    // Half-close.
+    final private var writeShutdownRequested = false
+    final private var writeShut = false
+    final private var readShut = false
+
+    public final var writeHighWaterMark = 64 * 1024
+    public final var writeLowWaterMark = 16 * 1024
 
     /// Takes ownership of an initialized stream handle (adopts it).
     init(reactor: Reactor, stream: UnsafeMutablePointer<uv_stream_t>, state: State) {
@@ -47,16 +68,14 @@ class StreamConnection: HandleOwning, Transport {
         inFlight.release()
     }
 
-    /// The socket type of addresses on this stream.
-    var addressType: SocketType { .tcp }
-
-    /// Reads the local and peer addresses from the socket (after accept or connect).
+    /// Reads the local and peer addresses from the socket (after accept or
+    /// connect), for `getPeer`/`getHost`. Subclasses: TCP reads them, Unix knows them.
     func readAddresses() {}
 
     // MARK: Life
 
     /// The connection is made: attach the protocol, tell it (`makeConnection`
-    /// → `connectionMade`), then start reading unless it already closed.
+    /// → `connectionMade`), then start reading unless it closed or paused meanwhile.
     final func start(with proto: Protocol) {
         readAddresses()
         self.proto = proto
@@ -68,9 +87,23 @@ class StreamConnection: HandleOwning, Transport {
             fail(error, in: "connectionMade")
             return
         }
-        guard state == .open || state == .disconnecting else { return }
-        let rc = uv_read_start(stream, streamAllocCallback, streamReadCallback)
-        if rc < 0 { closeNow(ConnectionLost(UVError(code: rc))) }
+        updateReading()
+    }
+
+    /// Reads while open (or draining after loseConnection) and not paused; stops otherwise.
+    private func updateReading() {
+        let wanted = (state == .open || state == .disconnecting) && !readingPaused && !readShut
+        guard wanted != reading else { return }
+        if wanted {
+            let rc = uv_read_start(stream, streamAllocCallback, streamReadCallback)
+            if rc < 0 {
+                closeNow(ConnectionLost(UVError(code: rc)))
+                return
+            }
+        } else if state != .closing, state != .closed {
+            uvMustSucceed(uv_read_stop(stream), "uv_read_stop")
+        }
+        reading = wanted
     }
 
     @inline(__always)
@@ -79,7 +112,7 @@ class StreamConnection: HandleOwning, Transport {
             // After loseConnection we keep reading (so the kernel does not
             // answer the peer's late bytes with a reset that could destroy
             // our last writes) but no longer deliver.
-            guard state == .open, let proto else { return }
+            guard state == .open, !loseWhenProducerDone, let proto else { return }
             let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(base!).assumingMemoryBound(to: UInt8.self), count: nread)
             do {
                 try proto.dataReceived(bytes.span)
@@ -89,16 +122,26 @@ class StreamConnection: HandleOwning, Transport {
         } else if nread < 0 {
             let error = UVError(code: Int32(truncatingIfNeeded: nread))
             if error == .endOfFile {
-                if state == .disconnecting {
-                    // The peer is done sending; we still flush, then close.
-                    uvMustSucceed(uv_read_stop(stream), "uv_read_stop")
-                } else {
-                    closeNow(ConnectionDone())
-                }
+                peerClosedWriting()
             } else {
                 closeNow(ConnectionLost(error))
             }
         }
+    }
+
+    /// EOF: the peer shut down its write side.
+    private func peerClosedWriting() {
+        readShut = true
+        updateReading()
+        if state == .disconnecting {
+            return  // we still flush, then close
+        }
+        guard let halfCloseable = proto as? HalfCloseableProtocol else {
+            closeNow(ConnectionDone())  // not opted in: EOF is the end
+            return
+        }
+        halfCloseable.readConnectionLost()
+        if writeShut { closeNow(ConnectionDone()) }
     }
 
     /// A protocol callback threw: log it once with the peer, close this connection with the error as reason.
@@ -124,6 +167,10 @@ class StreamConnection: HandleOwning, Transport {
         writeRequest = nil
         let reason = closeReason ?? ConnectionDone()
         closeReason = nil
+        if let producer {
+            self.producer = nil
+            producer.stopProducing()
+        }
         if let proto {
             self.proto = nil
             proto.connected = false
@@ -143,13 +190,21 @@ class StreamConnection: HandleOwning, Transport {
         closeNow(established ? ConnectionLost(detail: "the reactor stopped") : UserError("The reactor stopped before the connection was made."))
     }
 
-    // MARK: Transport
+    // MARK: Writing
+
+    /// True while `write` accepts bytes: open, write side not shut, and not
+    /// after `loseConnection` (unless a producer still feeds us).
+    private var acceptsWrites: Bool {
+        state == .open && !writeShutdownRequested && (!loseWhenProducerDone || producer != nil)
+    }
 
     final func write(_ data: UnsafeRawBufferPointer) {
         reactor.assertOnReactorThread()
-        guard state == .open, data.count > 0 else { return }
+        guard acceptsWrites, data.count > 0 else { return }
+        bytesAccepted &+= data.count
         if writing {
             pending.append(data)
+            checkHighWater()
             return
         }
         var buffer = uv_buf_t(base: UnsafeMutableRawPointer(mutating: data.baseAddress!).assumingMemoryBound(to: CChar.self), len: data.count)
@@ -161,6 +216,7 @@ class StreamConnection: HandleOwning, Transport {
         }
         pending.append(UnsafeRawBufferPointer(rebasing: data[max(0, written)...]))
         flush()
+        checkHighWater()
     }
 
     /// Hands everything pending to one `uv_write`.
@@ -189,20 +245,51 @@ class StreamConnection: HandleOwning, Transport {
         guard state == .open || state == .disconnecting else { return }
         if !pending.isEmpty {
             flush()
-        } else if state == .disconnecting {
-            beginShutdown()
         }
+        if !writing {
+            drained()
+        } else {
+            checkLowWater()
+        }
+    }
+
+    /// Everything written so far is with the kernel.
+    private func drained() {
+        if state == .disconnecting || writeShutdownRequested {
+            beginShutdown()
+            return
+        }
+        checkLowWater()
+        if producer != nil, !producerIsStreaming { schedulePull() }
     }
 
     final func loseConnection() {
         reactor.assertOnReactorThread()
-        guard state == .open else { return }
+        guard state == .open, !loseWhenProducerDone else { return }
+        if producer != nil {
+            // Twisted's rule: wait for the producer to finish (unregister), then flush and close.
+            loseWhenProducerDone = true
+            return
+        }
         state = .disconnecting
+        if writeShut {
+            closeNow(ConnectionDone())  // the write side is already shut down and flushed
+        } else if !writing {
+            beginShutdown()
+        }
+    }
+
+    final func loseWriteConnection() {
+        reactor.assertOnReactorThread()
+        guard state == .open, !writeShutdownRequested else { return }
+        writeShutdownRequested = true
         if !writing { beginShutdown() }
     }
 
-    /// Everything is written: send FIN (`uv_shutdown`), then close.
+    /// Everything is written: send FIN (`uv_shutdown`). After `loseConnection`
+    /// the handle closes next; after `loseWriteConnection` reading goes on.
     private func beginShutdown() {
+        guard !shutdownInFlight, !writeShut else { return }
         let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let rc = uv_shutdown(request, stream, streamShutdownCallback)
@@ -210,12 +297,24 @@ class StreamConnection: HandleOwning, Transport {
             request.deallocate()
             // ENOTCONN: the peer is gone already; everything we wrote was handed over.
             closeNow(rc == UV_ENOTCONN.rawValue ? ConnectionDone() : ConnectionLost(UVError(code: rc)))
+            return
         }
+        shutdownInFlight = true
     }
 
     final func shutdownCompleted(_ status: Int32) {
+        shutdownInFlight = false
         if status == UV_ECANCELED.rawValue { return }
-        closeNow(status < 0 && status != UV_ENOTCONN.rawValue ? ConnectionLost(UVError(code: status)) : ConnectionDone())
+        if status < 0, status != UV_ENOTCONN.rawValue {
+            closeNow(ConnectionLost(UVError(code: status)))
+            return
+        }
+        writeShut = true
+        if state == .disconnecting || status < 0 || readShut {
+            closeNow(ConnectionDone())
+            return
+        }
+        (proto as? HalfCloseableProtocol)?.writeConnectionLost()
     }
 
     final func abortConnection() {
@@ -225,19 +324,102 @@ class StreamConnection: HandleOwning, Transport {
     }
 
     final var bufferSize: Int {
-        guard state != .closed else { return 0 }
+        guard state != .closed, state != .closing else { return 0 }
         return pending.count + Int(stream.pointee.write_queue_size)
     }
 
-    final var disconnecting: Bool { state != .open }
+    final var disconnecting: Bool { state != .open || loseWhenProducerDone }
 
-    final func getPeer() -> any Address {
-        peerAddress?.address(type: addressType) ?? IPv4Address(type: addressType, host: "0.0.0.0", port: 0)
+    // MARK: Consumer: a producer writing into this transport
+
+    final func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {
+        reactor.assertOnReactorThread()
+        if let current = self.producer {
+            throw ProducerError("cannot register \(type(of: producer)): \(type(of: current)) is registered and was never unregistered")
+        }
+        if streaming, !(producer is any PushProducer) {
+            throw ProducerError("\(type(of: producer)) is registered as streaming but is not a PushProducer")
+        }
+        if !streaming, !(producer is any PullProducer) {
+            throw ProducerError("\(type(of: producer)) is registered as non-streaming but is not a PullProducer")
+        }
+        guard state == .open || state == .connecting else {
+            producer.stopProducing()  // Twisted: registering on a closed transport stops the producer
+            return
+        }
+        self.producer = producer
+        producerIsStreaming = streaming
+        producerPaused = false
+        if streaming {
+            checkHighWater()
+        } else {
+            schedulePull()
+        }
     }
 
-    final func getHost() -> any Address {
-        hostAddress?.address(type: addressType) ?? IPv4Address(type: addressType, host: "0.0.0.0", port: 0)
+    final func unregisterProducer() {
+        reactor.assertOnReactorThread()
+        producer = nil
+        producerPaused = false
+        if loseWhenProducerDone {
+            loseWhenProducerDone = false
+            loseConnection()
+        }
     }
+
+    /// A push producer is paused when the queue passes the high-water mark.
+    @inline(__always)
+    private func checkHighWater() {
+        guard producerIsStreaming, !producerPaused, let producer, bufferSize > writeHighWaterMark else { return }
+        producerPaused = true
+        (producer as! any PushProducer).pauseProducing()
+    }
+
+    /// ... and resumed when it drains to the low-water mark.
+    private func checkLowWater() {
+        guard producerIsStreaming, producerPaused, let producer, bufferSize <= writeLowWaterMark else { return }
+        producerPaused = false
+        (producer as! any PushProducer).resumeProducing()
+    }
+
+    /// A pull producer is asked for more each time the queue is empty. A
+    /// round whose bytes the kernel took at once leaves nothing to drain, so
+    /// the next round is scheduled here (from the loop, not recursively).
+    private func schedulePull() {
+        guard !pullScheduled else { return }
+        pullScheduled = true
+        reactor.callSoon { [self] in
+            pullScheduled = false
+            guard acceptsWrites, !producerIsStreaming, let producer = producer as? any PullProducer, bufferSize == 0 else { return }
+            let before = bytesAccepted
+            producer.resumeProducing()
+            if self.producer != nil, bytesAccepted != before, bufferSize == 0, !writing { schedulePull() }
+        }
+    }
+
+    // MARK: Producer: our own reading
+
+    final func pauseProducing() {
+        reactor.assertOnReactorThread()
+        readingPaused = true
+        updateReading()
+    }
+
+    final func resumeProducing() {
+        reactor.assertOnReactorThread()
+        readingPaused = false
+        updateReading()
+    }
+
+    final func stopProducing() {
+        loseConnection()
+    }
+
+    /// The other end's address (overridden per socket family).
+    func getPeer() -> any Address { preconditionFailure("StreamConnection subclasses provide getPeer") }
+
+    /// This end's address (overridden per socket family).
+    func getHost() -> any Address { preconditionFailure("StreamConnection subclasses provide getHost") }
 }
 
 // Hot-path callbacks: plain nonisolated functions, owner borrowed without
@@ -285,6 +467,17 @@ final class TCPConnection: StreamConnection, TCPTransport {
         }
         self.tcp = tcp
         super.init(reactor: reactor, stream: UVHandle.asStream(tcp), state: state)
+    }
+
+    private var peerAddress: SocketAddress?
+    private var hostAddress: SocketAddress?
+
+    override func getPeer() -> any Address {
+        peerAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
+    }
+
+    override func getHost() -> any Address {
+        hostAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
     }
 
     override func readAddresses() {

@@ -5,9 +5,15 @@
 /// `connectionLost`. Nothing written is lost unless the connection is lost
 /// or aborted.
 ///
+/// A transport is a consumer (``registerProducer(_:streaming:)``) and
+/// also a ``PushProducer`` of what it reads: `pauseProducing()` stops
+/// reading the socket (`uv_read_stop`), `resumeProducing()` starts again,
+/// `stopProducing()` is `loseConnection()`. Coupling two transports as each
+/// other's producers makes a proxy with bounded memory in both directions.
+///
 /// Threading: reactor thread only. From another thread, use
 /// `reactor.callFromThread { transport.write(...) }`.
-public protocol Transport: AnyObject {
+public protocol Transport: PushProducer {
     /// Queues `data` to be sent, in order, after everything written before.
     /// The bytes are copied (or sent at once) before the call returns.
     /// Ignored after ``loseConnection()`` or ``abortConnection()``.
@@ -36,6 +42,32 @@ public protocol Transport: AnyObject {
 
     /// True once ``loseConnection()`` or ``abortConnection()`` was called, or the connection was lost.
     var disconnecting: Bool { get }
+
+    /// Shuts down the write side once everything written has been sent
+    /// (`uv_shutdown`, a TCP FIN); reading goes on. Later writes are ignored.
+    /// A ``HalfCloseableProtocol`` then hears `writeConnectionLost()`.
+    func loseWriteConnection()
+
+    /// Attaches a producer that writes into this transport (Twisted's
+    /// `IConsumer.registerProducer`). With `streaming: true` it must be a
+    /// ``PushProducer``: it is paused above ``writeHighWaterMark`` and
+    /// resumed at ``writeLowWaterMark``. With `streaming: false` it must be a
+    /// ``PullProducer``: it is asked for a chunk each time the buffer is empty.
+    /// `stopProducing()` is called when the connection is lost. While one is
+    /// registered, ``loseConnection()`` waits for it to unregister (its
+    /// writes still go out), then flushes and closes.
+    /// - Throws: ``ProducerError`` if another producer is registered, or
+    ///   `streaming` does not match the producer's kind.
+    func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError)
+
+    /// Detaches the producer (a producer calls it when it has written everything).
+    func unregisterProducer()
+
+    /// Above this many bytes in ``bufferSize`` a push producer is paused (default 64 KiB).
+    var writeHighWaterMark: Int { get set }
+
+    /// At or below this many bytes a paused push producer is resumed (default 16 KiB).
+    var writeLowWaterMark: Int { get set }
 }
 
 extension Transport {

@@ -63,6 +63,14 @@ final class NullTransport: Transport {
     func getHost() -> any Address { IPv4Address(type: .tcp, host: "127.0.0.1", port: 2) }
     var bufferSize: Int { 0 }
     var disconnecting: Bool { false }
+    func loseWriteConnection() {}
+    func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {}
+    func unregisterProducer() {}
+    var writeHighWaterMark = 64 * 1024
+    var writeLowWaterMark = 16 * 1024
+    func pauseProducing() {}
+    func resumeProducing() {}
+    func stopProducing() {}
 }
 
 final class CountingLines: LineReceiver {
