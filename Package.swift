@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "echo-client", targets: ["echo-client"]),
         .executable(name: "poetry-server", targets: ["poetry-server"]),
         .executable(name: "get-poetry", targets: ["get-poetry"]),
+        .executable(name: "swisted-proxy", targets: ["swisted-proxy"]),
     ],
     dependencies: [
         // Only the example executables use it; the library depends on libuv alone.
@@ -30,6 +31,11 @@ let package = Package(
             name: "echo-server",
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/echo/server"
+        ),
+        .executableTarget(
+            name: "swisted-proxy",
+            dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/proxy"
         ),
         .executableTarget(
             name: "echo-client",

@@ -59,7 +59,10 @@ struct PoetryLoopbackTests {
         let fastTask = try #require(taskOfPort[fast.port])
         #expect(factory.poems[slowTask] == cafe)
         #expect(factory.poems[fastTask] == long)
-        #expect(chunks.filter { $0.task == slowTask }.map(\.bytes).allSatisfy { $0 <= 7 })
+        // 7-byte writes; on a loaded machine loopback delivery can be deferred
+        // (ksoftirqd), so two writes may arrive in one read: only "many small
+        // chunks" is certain.
+        #expect(chunks.filter { $0.task == slowTask }.count > cafe.count / 14)
         #expect(chunks.filter { $0.task == slowTask }.map(\.bytes).reduce(0, +) == cafe.count)
         #expect(chunks.filter { $0.task == fastTask }.map(\.bytes).reduce(0, +) == long.count)
         #expect(chunks.filter { $0.task == fastTask }.count >= 2)  // bigger than one 64 KiB read

@@ -76,8 +76,8 @@ class StreamConnection: HandleOwning, Transport {
 
     /// The connection is made: attach the protocol, tell it (`makeConnection`
     /// → `connectionMade`), then start reading unless it closed or paused meanwhile.
+    /// The caller has read the addresses (`readAddresses`) to build the protocol.
     final func start(with proto: Protocol) {
-        readAddresses()
         self.proto = proto
         state = .open
         established = true
