@@ -5,6 +5,9 @@ let package = Package(
     name: "swisted",
     products: [
         .library(name: "Swisted", targets: ["Swisted"]),
+        // In-memory transports, a hand-driven clock and a fake reactor, for
+        // testing protocols (yours too) without sockets or real time.
+        .library(name: "SwistedTesting", targets: ["SwistedTesting"]),
         .executable(name: "echo-server", targets: ["echo-server"]),
         .executable(name: "echo-client", targets: ["echo-client"]),
         .executable(name: "poetry-server", targets: ["poetry-server"]),
@@ -23,6 +26,7 @@ let package = Package(
             providers: [.apt(["libuv1-dev"])]
         ),
         .target(name: "Swisted", dependencies: ["CLibUV"]),
+        .target(name: "SwistedTesting", dependencies: ["Swisted"]),
         .executableTarget(
             name: "echo-server",
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -56,7 +60,9 @@ let package = Package(
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
         .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
-        .testTarget(name: "PoetryTests", dependencies: ["Swisted", "PoetryClient", "PoetryServer"]),
+        .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
+        .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
     ],
     swiftLanguageModes: [.v6]

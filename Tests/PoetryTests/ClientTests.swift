@@ -1,6 +1,7 @@
-// PoetryProtocol and PoetryClientFactory driven by hand, over in-memory transports.
+// PoetryProtocol and PoetryClientFactory driven by hand, over SwistedTesting's StringTransport.
 import PoetryClient
 import Swisted
+import SwistedTesting
 import Testing
 
 private let peer = IPv4Address(type: .tcp, host: "127.0.0.1", port: 10001)
@@ -29,7 +30,7 @@ struct PoetryClientTests {
         let poem = try Poems.bytes("cafe-at-midnight.txt") + Poems.bytes("night-shift.txt")
         let (factory, lines) = makeFactory(1)
         let proto = factory.buildProtocol(peer) as! PoetryClient.PoetryProtocol
-        try proto.makeConnection(MemoryTransport(peer: peer))
+        try proto.makeConnection(StringTransport(peer: peer))
         var chunks = 0
         for start in stride(from: 0, to: poem.count, by: chunkSize) {
             try proto.receive(poem[start..<min(start + chunkSize, poem.count)])
@@ -49,7 +50,7 @@ struct PoetryClientTests {
         let poem = Array("夜 ночь ☾ 🙂 crème brûlée\n".utf8)
         let (factory, lines) = makeFactory(1)
         let proto = factory.buildProtocol(peer) as! PoetryClient.PoetryProtocol
-        try proto.makeConnection(MemoryTransport(peer: peer))
+        try proto.makeConnection(StringTransport(peer: peer))
         for byte in poem { try proto.receive([byte]) }  // every multi-byte character is split
         proto.connectionLost(ConnectionDone())
         #expect(factory.poems[1] == poem)
@@ -61,7 +62,7 @@ struct PoetryClientTests {
     func reportOrder() throws {
         let (factory, lines) = makeFactory(3)
         let protocols = (1...3).map { _ in factory.buildProtocol(peer) as! PoetryClient.PoetryProtocol }
-        for proto in protocols { try proto.makeConnection(MemoryTransport(peer: peer)) }
+        for proto in protocols { try proto.makeConnection(StringTransport(peer: peer)) }
         try protocols[2].receive(Array("three".utf8))
         try protocols[0].receive(Array("one".utf8))
         protocols[2].connectionLost(ConnectionDone())
@@ -81,7 +82,7 @@ struct PoetryClientTests {
     func cutShort() throws {
         let (factory, lines) = makeFactory(1)
         let proto = factory.buildProtocol(peer) as! PoetryClient.PoetryProtocol
-        try proto.makeConnection(MemoryTransport(peer: peer))
+        try proto.makeConnection(StringTransport(peer: peer))
         try proto.receive(Array("half a po".utf8))
         proto.connectionLost(ConnectionLost())
         #expect(factory.poems[1] == Array("half a po".utf8))

@@ -1,50 +1,8 @@
-// Small helpers for the poetry tests: an in-memory transport, the poems on
-// disk, a bounded reactor run.
+// Small helpers for the poetry tests: the poems on disk, a bounded reactor
+// run. In-memory transports come from SwistedTesting.
 import Foundation
 import Swisted
 import Testing
-
-/// A transport that keeps what is written and how the connection was closed.
-/// Enough to drive a protocol by hand; no reactor involved.
-final class MemoryTransport: Transport {
-    var written: [UInt8] = []
-    var disconnecting = false
-    var aborted = false
-    let peer: any Address
-    let host: any Address
-
-    init(peer: any Address = IPv4Address(type: .tcp, host: "127.0.0.1", port: 10001),
-         host: any Address = IPv4Address(type: .tcp, host: "127.0.0.1", port: 54321)) {
-        self.peer = peer
-        self.host = host
-    }
-
-    func write(_ data: UnsafeRawBufferPointer) {
-        guard !disconnecting else { return }
-        written += data
-    }
-    func loseConnection() { disconnecting = true }
-    func abortConnection() { disconnecting = true; aborted = true }
-    func getPeer() -> any Address { peer }
-    func getHost() -> any Address { host }
-    var bufferSize: Int { 0 }
-    func loseWriteConnection() {}
-    func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {}
-    func unregisterProducer() {}
-    var writeHighWaterMark = 64 * 1024
-    var writeLowWaterMark = 16 * 1024
-    func pauseProducing() {}
-    func resumeProducing() {}
-    func stopProducing() { loseConnection() }
-}
-
-extension Protocol {
-    /// Delivers `bytes` to `dataReceived` as one chunk.
-    func receive(_ bytes: some Collection<UInt8>) throws {
-        let chunk = Array(bytes)
-        try dataReceived(chunk.span)
-    }
-}
 
 /// Collects output lines (a factory's `output`).
 final class Lines {

@@ -55,14 +55,16 @@ public final class PoetryFactory: ServerFactory {
     public let delay: Double
     /// Bytes per chunk in slow mode.
     public let numBytes: Int
-    public let reactor: Reactor
+    /// Schedules the slow mode's chunks: the program's `Reactor`, or a
+    /// SwistedTesting `Clock` in tests.
+    public let reactor: any ReactorTime
     /// Where the log lines go: standard output, a line at a time.
     public var output: (String) -> Void = { line in
         print(line)
         fflush(nil)
     }
 
-    public init(poem: [UInt8], delay: Double, numBytes: Int, reactor: Reactor) {
+    public init(poem: [UInt8], delay: Double, numBytes: Int, reactor: any ReactorTime) {
         self.poem = poem
         self.delay = delay
         self.numBytes = numBytes

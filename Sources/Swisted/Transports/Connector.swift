@@ -47,8 +47,10 @@ public final class Connector {
     private var generation = 0
     /// Connecting, but waiting for the reactor to run again (made during shutdown).
     private var awaitingRun = false
+    /// Set by SwistedTesting's MemoryReactor: no I/O; connect, stopConnecting and disconnect are only reported.
+    package var memoryCalls: ((Connector, MemoryConnectorCall) -> Void)?
 
-    init(reactor: Reactor, host: String, port: Int, factory: ClientFactory, timeout: Double?, bindAddress: (host: String, port: Int)?) {
+    package init(reactor: Reactor, host: String, port: Int, factory: ClientFactory, timeout: Double?, bindAddress: (host: String, port: Int)?) {
         self.reactor = reactor
         self.host = stripBrackets(host)
         self.port = port
@@ -58,7 +60,7 @@ public final class Connector {
         self.unix = nil
     }
 
-    init(reactor: Reactor, unixPath: String, checkPID: Bool, factory: ClientFactory, timeout: Double?) {
+    package init(reactor: Reactor, unixPath: String, checkPID: Bool, factory: ClientFactory, timeout: Double?) {
         self.reactor = reactor
         self.host = unixPath
         self.port = 0
@@ -82,6 +84,7 @@ public final class Connector {
     /// called before this returns; the outcome comes later.
     /// - Throws: ``AlreadyConnectingError`` unless the connector is disconnected.
     public func connect() throws(AlreadyConnectingError) {
+        if let memoryCalls { return memoryCalls(self, .connect) }
         reactor.assertOnReactorThread()
         guard state == .disconnected else { throw AlreadyConnectingError() }
         state = .connecting
@@ -123,6 +126,7 @@ public final class Connector {
     /// Stops the attempt in progress; the factory gets `clientConnectionFailed` with ``UserError``.
     /// - Throws: ``NotConnectingError`` if no attempt is in progress.
     public func stopConnecting() throws(NotConnectingError) {
+        if let memoryCalls { return memoryCalls(self, .stopConnecting) }
         reactor.assertOnReactorThread()
         guard state == .connecting else { throw NotConnectingError() }
         abandon(UserError())
@@ -130,6 +134,7 @@ public final class Connector {
 
     /// Stops the attempt in progress, or closes the connection (`loseConnection`) if connected.
     public func disconnect() {
+        if let memoryCalls { return memoryCalls(self, .disconnect) }
         reactor.assertOnReactorThread()
         switch state {
         case .connecting: abandon(UserError())
