@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
+        .testTarget(name: "ConnectionLifeTests", dependencies: ["Swisted", "SwistedTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

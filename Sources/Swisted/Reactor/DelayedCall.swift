@@ -13,7 +13,9 @@ public final class DelayedCall {
     package var heapIndex = -1
     var state = State.pending
     var function: (() throws -> Void)?
-    unowned let queue: TimerQueue
+    // Strong: a call kept by the user after its reactor or clock is gone
+    // must still answer cancel() (AlreadyCalled) rather than crash.
+    let queue: TimerQueue
 
     init(time: Double, sequence: UInt64, queue: TimerQueue, function: @escaping () throws -> Void) {
         self.time = time

@@ -1,0 +1,121 @@
+// ReconnectingClientFactory's back-off on a test clock, with connectors
+// from a MemoryReactor (no sockets).
+
+import Swisted
+import SwistedTesting
+import Testing
+
+/// A seeded generator (SplitMix64), for repeatable jitter.
+private struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+private func connectCalls(_ reactor: MemoryReactor) -> Int {
+    reactor.connectorCalls.filter { $0.call == .connect }.count
+}
+
+@Suite("ReconnectingClientFactory")
+struct ReconnectingClientFactoryTests {
+    @Test("Twisted's defaults")
+    func defaults() {
+        let factory = ReconnectingClientFactory()
+        #expect(factory.initialDelay == 1.0)
+        #expect(factory.factor == 2.7182818284590451)
+        #expect(factory.jitter == 0.11962656472)
+        #expect(factory.maxDelay == 3600)
+        #expect(factory.maxRetries == nil)
+        #expect(factory.continueTrying)
+    }
+
+    @Test("without jitter, delays grow by the factor up to maxDelay, and each retry reconnects the connector")
+    func delaysFollowTheAlgorithm() throws {
+        let reactor = MemoryReactor()
+        let factory = ReconnectingClientFactory()
+        factory.clock = reactor.clock
+        factory.jitter = 0
+        factory.maxDelay = 100
+        let connector = reactor.connectTCP("127.0.0.1", 9, factory)
+        var delays: [Double] = []
+        for attempt in 1...6 {
+            factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+            let pending = try #require(reactor.clock.getDelayedCalls().first)
+            delays.append(pending.getTime() - reactor.clock.seconds())
+            try reactor.clock.advance(delays.last!)
+            #expect(connectCalls(reactor) == attempt)
+        }
+        var expected: [Double] = []
+        var delay = 1.0
+        for _ in 1...6 { delay = min(delay * 2.7182818284590451, 100); expected.append(delay) }
+        #expect(zip(delays, expected).allSatisfy { abs($0 - $1) < 1e-9 })
+        #expect(delays.last == 100)
+        #expect(factory.retries == 6)
+    }
+
+    @Test("with a seeded generator the jittered delays repeat, and stay near the un-jittered ones")
+    func jitterIsSeeded() throws {
+        func delays(seed: UInt64) throws -> [Double] {
+            let reactor = MemoryReactor()
+            let factory = ReconnectingClientFactory()
+            factory.clock = reactor.clock
+            factory.randomNumbers = SplitMix64(state: seed)
+            let connector = reactor.connectTCP("127.0.0.1", 9, factory)
+            var result: [Double] = []
+            for _ in 1...5 {
+                factory.clientConnectionLost(connector, reason: ConnectionLost())
+                let pending = try #require(reactor.clock.getDelayedCalls().first)
+                result.append(pending.getTime() - reactor.clock.seconds())
+                try reactor.clock.advance(result.last!)
+            }
+            return result
+        }
+        let first = try delays(seed: 42)
+        #expect(try delays(seed: 42) == first)
+        #expect(try delays(seed: 7) != first)
+        #expect(first.allSatisfy { $0 > 0 })
+    }
+
+    @Test("maxRetries caps the attempts")
+    func maxRetries() throws {
+        let reactor = MemoryReactor()
+        let factory = ReconnectingClientFactory()
+        factory.clock = reactor.clock
+        factory.jitter = 0
+        factory.maxRetries = 3
+        let connector = reactor.connectTCP("127.0.0.1", 9, factory)
+        for _ in 1...5 {
+            factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+            try reactor.clock.advance(10_000)
+        }
+        #expect(connectCalls(reactor) == 3)
+    }
+
+    @Test("stopTrying cancels a scheduled retry and stops an attempt in progress; resetDelay starts over")
+    func stopTryingAndReset() throws {
+        let reactor = MemoryReactor()
+        let factory = ReconnectingClientFactory()
+        factory.clock = reactor.clock
+        factory.jitter = 0
+        let connector = reactor.connectTCP("127.0.0.1", 9, factory)
+        factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+        factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+        #expect(factory.retries == 2)
+        factory.stopTrying()
+        #expect(reactor.clock.getDelayedCalls().allSatisfy { !$0.active })
+        try reactor.clock.advance(10_000)
+        #expect(connectCalls(reactor) == 0)
+        factory.clientConnectionLost(connector, reason: ConnectionLost())
+        #expect(reactor.clock.getDelayedCalls().isEmpty)  // no retry after stopTrying
+        factory.resetDelay()
+        #expect(factory.delay == 1.0 && factory.retries == 0 && factory.continueTrying)
+        factory.clientConnectionLost(connector, reason: ConnectionLost())
+        let next = try #require(reactor.clock.getDelayedCalls().first)
+        #expect(abs(next.getTime() - reactor.clock.seconds() - 2.7182818284590451) < 1e-9)
+    }
+}
