@@ -867,9 +867,9 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
     L.append("VmRSS of the server from /proc/PID/status before the connections and once the server holds all "
              "of them (its /proc/PID/fd count grew by that many), divided by the number of connections. "
              f"The load generator opens them {IDLE_INFLIGHT} connects at a time; `s until all accepted` is the time "
-             "from its start until the server holds them all: it shows the listen backlog (4096 for uv-echo and "
-             "nio-echo; Swisted's default, 50, overflows and the kernel then delays connections by SYN-ACK "
-             "retransmissions of 1 s and more). "
+             "from its start until the server holds them all: it shows the listen backlog (4096 for all three "
+             "servers; with Swisted's default of 50, Twisted's, the queue overflows and the kernel delays "
+             "connections by SYN-ACK retransmissions of 1 s and more). "
              "`after close` is VmRSS once the load generator closed them all; `fds released` says whether "
              "the server's fd count went back to where it was.\n")
     L.append("| server | RSS bytes / connection | s until all accepted | RSS before KiB | RSS with conns KiB | RSS after close KiB | fds released |")
