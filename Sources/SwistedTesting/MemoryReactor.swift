@@ -36,7 +36,7 @@ import Swisted
 /// - `listenUDP` is not recorded yet (it returns the concrete `UDPPort`).
 ///
 /// Threading: not thread-safe; use it from one thread.
-public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorTime {
+public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorUDP, ReactorTime {
     /// One `listenTCP` call.
     public struct TCPServer {
         public let port: Int
@@ -90,6 +90,18 @@ public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorTime {
     public private(set) var tcpClients: [TCPClient] = []
     /// Every `listenUNIX` call that succeeded, in order.
     public private(set) var unixServers: [UNIXServer] = []
+    /// A `listenUDP` call.
+    public struct UDPServer {
+        public let port: Int
+        public let proto: DatagramProtocol
+        public let interface: String
+        public let maxPacketSize: Int
+        /// The fake port it returned.
+        public let udpPort: MemoryUDPPort
+    }
+
+    /// Every `listenUDP` call that succeeded, in order.
+    public private(set) var udpServers: [UDPServer] = []
     /// Every `connectUNIX` call, in order.
     public private(set) var unixClients: [UNIXClient] = []
     /// Calls on the connectors (TCP and Unix), in order: which connector and what was called.
@@ -162,6 +174,27 @@ public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorTime {
         unixClients.append(UNIXClient(path: path, factory: factory, timeout: timeout, checkPID: checkPID, connector: connector))
         factory.startedConnecting(connector)
         return connector
+    }
+
+    // MARK: ReactorUDP
+
+    /// Records the call and returns a ``MemoryUDPPort`` for the address asked
+    /// for. The protocol is not started (as in Twisted's MemoryReactor).
+    /// - Throws: ``listenError`` if set.
+    @discardableResult
+    public func listenUDP(_ port: Int, _ proto: DatagramProtocol, interface: String = "",
+                          maxPacketSize: Int = 8192) throws(CannotListenError) -> MemoryUDPPort {
+        if let listenError {
+            self.listenError = nil
+            throw listenError
+        }
+        let host = interface.isEmpty ? "0.0.0.0" : interface
+        let address: any Address = host.contains(":")
+            ? IPv6Address(type: .udp, host: host, port: port)
+            : IPv4Address(type: .udp, host: host, port: port)
+        let udpPort = MemoryUDPPort(address: address)
+        udpServers.append(UDPServer(port: port, proto: proto, interface: interface, maxPacketSize: maxPacketSize, udpPort: udpPort))
+        return udpPort
     }
 
     private func record(_ connector: Connector) {

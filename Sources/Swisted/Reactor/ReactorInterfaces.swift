@@ -110,3 +110,20 @@ extension Reactor: ReactorUNIX {}
 package enum MemoryConnectorCall: Sendable {
     case connect, stopConnecting, disconnect
 }
+
+/// UDP ports: Twisted's `IReactorUDP`. Adopted by ``Reactor`` and by
+/// SwistedTesting's `MemoryReactor`, which records the call and returns a
+/// port that records what is sent through it.
+///
+/// Threading: the adopter's; for ``Reactor``, reactor thread only.
+public protocol ReactorUDP: AnyObject {
+    /// What ``listenUDP(_:_:interface:maxPacketSize:)`` returns.
+    associatedtype UDPPortType: MulticastTransport
+
+    /// Binds a UDP port for `proto` (see ``Reactor/listenUDP(_:_:interface:maxPacketSize:)``).
+    /// - Throws: ``CannotListenError``.
+    @discardableResult
+    func listenUDP(_ port: Int, _ proto: DatagramProtocol, interface: String, maxPacketSize: Int) throws(CannotListenError) -> UDPPortType
+}
+
+extension Reactor: ReactorUDP {}
