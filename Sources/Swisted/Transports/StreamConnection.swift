@@ -29,9 +29,10 @@ class StreamConnection: HandleOwning, Transport {
     /// True once `start(with:)` ran: the connection was made and a protocol attached.
     final private(set) var established = false
     final private var closeReason: (any Error)?
-    final private var pending = WriteBuffer()
-    final private var inFlight = WriteBuffer()
-    final private var writeRequest: UnsafeMutablePointer<uv_write_t>?
+    /// The part of the writes the kernel did not take at once; made on the
+    /// first such write (an idle connection carries one pointer, not two
+    /// buffers and a request: memory per idle connection is a benchmark target).
+    final private var queue: WriteQueue?
     final private var writing = false
     final private var shutdownInFlight = false
 
@@ -52,8 +53,18 @@ class StreamConnection: HandleOwning, Transport {
     final private var writeShut = false
     final private var readShut = false
 
-    public final var writeHighWaterMark = 64 * 1024
-    public final var writeLowWaterMark = 16 * 1024
+    private final var highWater: Int32 = 64 * 1024
+    private final var lowWater: Int32 = 16 * 1024
+
+    public final var writeHighWaterMark: Int {
+        get { Int(highWater) }
+        set { highWater = Int32(clamping: newValue) }
+    }
+
+    public final var writeLowWaterMark: Int {
+        get { Int(lowWater) }
+        set { lowWater = Int32(clamping: newValue) }
+    }
 
     /// Takes ownership of an initialized stream handle (adopts it).
     init(reactor: Reactor, stream: UnsafeMutablePointer<uv_stream_t>, state: State) {
@@ -63,10 +74,6 @@ class StreamConnection: HandleOwning, Transport {
         UVHandle.adopt(stream, owner: self)
     }
 
-    deinit {
-        pending.release()
-        inFlight.release()
-    }
 
     /// Reads the local and peer addresses from the socket (after accept or
     /// connect), for `getPeer`/`getHost`. Subclasses: TCP reads them, Unix knows them.
@@ -164,10 +171,7 @@ class StreamConnection: HandleOwning, Transport {
 
     final func handleDidClose() {
         state = .closed
-        pending.release()
-        inFlight.release()
-        writeRequest?.deallocate()
-        writeRequest = nil
+        queue = nil  // libuv has called back every write request by now
         let reason = closeReason ?? ConnectionDone()
         closeReason = nil
         if let producer {
@@ -206,7 +210,7 @@ class StreamConnection: HandleOwning, Transport {
         guard acceptsWrites, data.count > 0 else { return }
         bytesAccepted &+= data.count
         if writing {
-            pending.append(data)
+            queue!.pending.append(data)
             checkHighWater()
             return
         }
@@ -217,20 +221,25 @@ class StreamConnection: HandleOwning, Transport {
             closeNow(ConnectionLost(UVError(code: Int32(written))))
             return
         }
-        pending.append(UnsafeRawBufferPointer(rebasing: data[max(0, written)...]))
-        flush()
+        let queue = self.queue ?? makeQueue()
+        queue.pending.append(UnsafeRawBufferPointer(rebasing: data[max(0, written)...]))
+        flush(queue)
         checkHighWater()
     }
 
+    private func makeQueue() -> WriteQueue {
+        let queue = WriteQueue(owner: self)
+        self.queue = queue
+        return queue
+    }
+
     /// Hands everything pending to one `uv_write`.
-    private func flush() {
-        swap(&pending, &inFlight)
-        if writeRequest == nil { writeRequest = .allocate(capacity: 1) }
-        writeRequest!.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        var buffer = uv_buf_t(base: inFlight.base!.assumingMemoryBound(to: CChar.self), len: inFlight.count)
-        let rc = uv_write(writeRequest, stream, &buffer, 1, streamWriteCallback)
+    private func flush(_ queue: WriteQueue) {
+        swap(&queue.pending, &queue.inFlight)
+        var buffer = uv_buf_t(base: queue.inFlight.base!.assumingMemoryBound(to: CChar.self), len: queue.inFlight.count)
+        let rc = uv_write(queue.request, stream, &buffer, 1, streamWriteCallback)
         if rc < 0 {
-            inFlight.clear()
+            queue.inFlight.clear()
             closeNow(ConnectionLost(UVError(code: rc)))
             return
         }
@@ -239,15 +248,16 @@ class StreamConnection: HandleOwning, Transport {
 
     final func writeCompleted(_ status: Int32) {
         writing = false
-        inFlight.clear()
+        let queue = self.queue!
+        queue.inFlight.clear()
         if status < 0 {
             // ECANCELED: we closed the handle; the close callback reports why.
             if status != UV_ECANCELED.rawValue { closeNow(ConnectionLost(UVError(code: status))) }
             return
         }
         guard state == .open || state == .disconnecting else { return }
-        if !pending.isEmpty {
-            flush()
+        if !queue.pending.isEmpty {
+            flush(queue)
         }
         if !writing {
             drained()
@@ -328,7 +338,7 @@ class StreamConnection: HandleOwning, Transport {
 
     final var bufferSize: Int {
         guard state != .closed, state != .closing else { return 0 }
-        return pending.count + Int(stream.pointee.write_queue_size)
+        return (queue?.pending.count ?? 0) + Int(stream.pointee.write_queue_size)
     }
 
     final var disconnecting: Bool { state != .open || loseWhenProducerDone }
@@ -373,14 +383,14 @@ class StreamConnection: HandleOwning, Transport {
     /// A push producer is paused when the queue passes the high-water mark.
     @inline(__always)
     private func checkHighWater() {
-        guard producerIsStreaming, !producerPaused, let producer, bufferSize > writeHighWaterMark else { return }
+        guard producerIsStreaming, !producerPaused, let producer, bufferSize > Int(highWater) else { return }
         producerPaused = true
         (producer as! any PushProducer).pauseProducing()
     }
 
     /// ... and resumed when it drains to the low-water mark.
     private func checkLowWater() {
-        guard producerIsStreaming, producerPaused, let producer, bufferSize <= writeLowWaterMark else { return }
+        guard producerIsStreaming, producerPaused, let producer, bufferSize <= Int(lowWater) else { return }
         producerPaused = false
         (producer as! any PushProducer).resumeProducing()
     }
@@ -425,6 +435,28 @@ class StreamConnection: HandleOwning, Transport {
     func getHost() -> any Address { preconditionFailure("StreamConnection subclasses provide getHost") }
 }
 
+/// The write-side buffers of a connection that had to queue: `pending`
+/// collects writes while `inFlight` is with one `uv_write` (`request`).
+/// Freed with the connection, after libuv has called the request back.
+final class WriteQueue {
+    var pending = WriteBuffer()
+    var inFlight = WriteBuffer()
+    let request: UnsafeMutablePointer<uv_write_t>
+
+    init(owner: StreamConnection) {
+        request = .allocate(capacity: 1)
+        // The handle holds the connection until its close callback, which
+        // libuv runs after every write callback: an unretained pointer is safe.
+        request.pointee.data = Unmanaged.passUnretained(owner).toOpaque()
+    }
+
+    deinit {
+        pending.release()
+        inFlight.release()
+        request.deallocate()
+    }
+}
+
 // Hot-path callbacks: plain nonisolated functions, owner borrowed without
 // retain/release (the handle's reference keeps it alive). Measured in
 // DESIGN.md: each of these saves ~280 instructions per echo round trip.
@@ -457,7 +489,10 @@ private func streamShutdownCallback(_ request: UnsafeMutablePointer<uv_shutdown_
 
 /// A TCP connection (`uv_tcp_t`).
 final class TCPConnection: StreamConnection, TCPTransport {
-    let tcp: UnsafeMutablePointer<uv_tcp_t>
+    /// The handle, as the `uv_tcp_t` it is (the same memory as `stream`).
+    var tcp: UnsafeMutablePointer<uv_tcp_t> {
+        UnsafeMutableRawPointer(stream).assumingMemoryBound(to: uv_tcp_t.self)
+    }
 
     /// Creates an unconnected TCP handle on the reactor's loop.
     /// - Throws: ``UVError`` from `uv_tcp_init_ex` (for example `EMFILE`).
@@ -468,24 +503,26 @@ final class TCPConnection: StreamConnection, TCPTransport {
             UVHandle.deallocateUninitialized(tcp)
             throw UVError(code: rc)
         }
-        self.tcp = tcp
         super.init(reactor: reactor, stream: UVHandle.asStream(tcp), state: state)
     }
 
     private var peerAddress: SocketAddress?
-    private var hostAddress: SocketAddress?
 
     override func getPeer() -> any Address {
         peerAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
     }
 
     override func getHost() -> any Address {
-        hostAddress?.address(type: .tcp) ?? IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
+        // Read when asked (rarely), not kept per connection.
+        guard state != .closed, state != .closing,
+              let host = SocketAddress.read({ uv_tcp_getsockname(tcp, $0, $1) }) else {
+            return IPv4Address(type: .tcp, host: "0.0.0.0", port: 0)
+        }
+        return host.address(type: .tcp)
     }
 
     override func readAddresses() {
         peerAddress = SocketAddress.read { uv_tcp_getpeername(tcp, $0, $1) }
-        hostAddress = SocketAddress.read { uv_tcp_getsockname(tcp, $0, $1) }
     }
 
     func setTcpNoDelay(_ enabled: Bool) throws(UVError) {
