@@ -40,6 +40,15 @@ var targets: [Target] = [
         ],
         path: "Sources/nio-echo"
     ),
+    // NIO's scheduleTask/execute, beside swisted-micro.
+    .executableTarget(
+        name: "nio-micro",
+        dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ],
+        path: "Sources/nio-micro"
+    ),
 ]
 
 if withSwisted {
@@ -49,6 +58,14 @@ if withSwisted {
             name: "swisted-echo",
             dependencies: [.product(name: "Swisted", package: "swisted")],
             path: "Sources/swisted-echo"
+        )
+    )
+    // Reactor microbenchmarks: callLater+cancel, callFromThread.
+    targets.append(
+        .executableTarget(
+            name: "swisted-micro",
+            dependencies: [.product(name: "Swisted", package: "swisted")],
+            path: "Sources/swisted-micro"
         )
     )
 }

@@ -44,6 +44,9 @@ SERVERS = [
 ]
 BASELINE = "uv-echo"        # ratios are relative to this one (the floor)
 LOADGEN = "echo-load"
+# Reactor microbenchmarks (not servers): product per event-loop library.
+MICROS = [("swisted", "swisted-micro"), ("nio", "nio-micro")]
+MICRO_COUNT = 1_000_000
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 HOST = "127.0.0.1"
@@ -112,7 +115,7 @@ def build(names):
     log(tail(r.stdout + r.stderr, 30))
     log("full build failed; building product by product")
     failures = {}
-    products = [p for _, p in SERVERS] + [LOADGEN]
+    products = [p for _, p in SERVERS] + [LOADGEN] + [p for _, p in MICROS]
     for p in dict.fromkeys(products):
         r = subprocess.run(cmd + ["--product", p], capture_output=True, text=True)
         if r.returncode != 0:
@@ -486,6 +489,17 @@ def m_idle(name, n):
     return res
 
 
+def m_micro(name):
+    """One run of a microbenchmark binary (its two threads on the two cores)."""
+    product = dict(MICROS)[name]
+    wait_for_quiet()
+    r = subprocess.run(["taskset", "-c", f"{SERVER_CPU},{LOAD_CPU}", bin_path(product), str(MICRO_COUNT)],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise BenchError(f"{product} exited {r.returncode}: {first_error(r.stdout + r.stderr)}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def m_churn(name, seconds, conns, size):
     return undisturbed(lambda: m_churn_once(name, seconds, conns, size))
 
@@ -526,7 +540,7 @@ def run_interleaved(title, names, rounds, fn):
 def summarize(res):
     if isinstance(res, BenchError):
         return f"FAILED: {res}"
-    keys = ("rt_per_s", "p99_us", "server_cpu_us_per_rt", "loadgen_cpu_frac", "other_cpu_frac", "allocs_per_rt",
+    keys = ("calllater_cancel_ns", "calllater_cancel_1k_pending_ns", "call_from_thread_ns", "rt_per_s", "p99_us", "server_cpu_us_per_rt", "loadgen_cpu_frac", "other_cpu_frac", "allocs_per_rt",
             "bytes_per_conn", "accept_s", "conn_per_s", "fd_equal", "ir_per_rt", "ir_per_conn", "allocs_per_conn",
             "note")
     return ", ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}"
@@ -630,7 +644,8 @@ def main():
     live = [n for n in servers if n not in unavailable]
 
     results = {"config": {k: v for k, v in cfg.items()}, "quick": args.quick, "servers": servers,
-               "unavailable": unavailable, "echo": {}, "callgrind": {}, "alloc": {}, "idle": {}, "churn": {}}
+               "unavailable": unavailable, "echo": {}, "callgrind": {}, "alloc": {}, "idle": {}, "churn": {},
+               "micro": {}}
 
     # 1. echo throughput / latency / CPU
     for conns, size in cfg["echo"]:
@@ -655,6 +670,10 @@ def main():
     # 4. churn: connections/s, fds released
     results["churn"] = run_interleaved("churn", live, cfg["churn_rounds"],
                                        lambda n: m_churn(n, cfg["churn_seconds"], cfg["churn_conns"], cfg["churn_size"]))
+
+    # 4b. reactor microbenchmarks (callLater+cancel, callFromThread), interleaved
+    micro_live = [n for n, p in MICROS if os.access(bin_path(p), os.X_OK)]
+    results["micro"] = run_interleaved("micro", micro_live, cfg["rounds"], m_micro)
 
     # 5. callgrind instructions per round trip (deterministic: one round each)
     cg_dir = os.path.join(args.out, "callgrind") if cfg["callgrind"] else None
@@ -894,6 +913,24 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
                  f"{cell(by, n, 'server_cpu_us_per_conn', 1)} | {cell(by, n, 'fd_before')} | "
                  f"{cell(by, n, 'fd_after')} | {bool_cell(by, n, 'fd_equal', un)} | "
                  f"{cell(by, n, 'loadgen_cpu_frac', 2)} | {cell(by, n, 'other_cpu_frac', 2)} |")
+    L.append("")
+
+    # reactor microbenchmarks
+    L.append("## Reactor microbenchmarks\n")
+    L.append(f"{MICRO_COUNT:,} operations each, ns per operation, medians of {cfg['rounds']} interleaved rounds "
+             "(`Sources/swisted-micro`, `Sources/nio-micro`). callLater+cancel: schedule a delayed call and cancel "
+             "it at once, on the loop's thread (NIO: `scheduleTask` + `cancel`); with 1,000 pending: each round "
+             "cancels the oldest of 1,000 pending calls and schedules a new one; callFromThread: closures posted "
+             "from another thread, first post to last run (NIO: `execute`).\n")
+    L.append("| library | callLater+cancel ns | with 1,000 pending ns | callFromThread ns |")
+    L.append("|---|---:|---:|---:|")
+    by = res.get("micro", {})
+    for n, _ in MICROS:
+        if n not in by:
+            L.append(f"| {n} | n/a | n/a | n/a |")
+            continue
+        L.append(f"| {n} | {cell(by, n, 'calllater_cancel_ns')} | {cell(by, n, 'calllater_cancel_1k_pending_ns')} | "
+                 f"{cell(by, n, 'call_from_thread_ns')} |")
     L.append("")
 
     # shutdown
