@@ -1,36 +1,9 @@
-// Recording receivers, a seeded random generator and stream splitting for
+// Recording receivers and stream splitting (with SwistedTesting's SeededRandom) for
 // the framing tests. Everything runs in memory on SwistedTesting's
 // StringTransport, except the one loopback file.
 import Swisted
 import SwistedTesting
 import Testing
-
-/// SplitMix64: small, fast, and the same sequence for the same seed on every machine.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            var word = next()
-            for _ in 0..<8 where index < count {
-                out[index] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                index += 1
-            }
-        }
-        return out
-    }
-}
 
 /// Where to cut a stream of `count` bytes: the whole stream, every byte,
 /// or a few random points, chosen by `strategy`.

@@ -5,18 +5,6 @@ import Swisted
 import SwistedTesting
 import Testing
 
-/// A seeded generator (SplitMix64), for repeatable jitter.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private func connectCalls(_ reactor: MemoryReactor) -> Int {
     reactor.connectorCalls.filter { $0.call == .connect }.count
 }
@@ -64,7 +52,7 @@ struct ReconnectingClientFactoryTests {
             let reactor = MemoryReactor()
             let factory = ReconnectingClientFactory()
             factory.clock = reactor.clock
-            factory.randomNumbers = SplitMix64(state: seed)
+            factory.randomNumbers = SeededRandom(seed: seed)
             let connector = reactor.connectTCP("127.0.0.1", 9, factory)
             var result: [Double] = []
             for _ in 1...5 {
