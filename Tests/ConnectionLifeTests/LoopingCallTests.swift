@@ -128,3 +128,37 @@ struct LoopingCallTests {
         #expect(done)
     }
 }
+
+@Suite("DelayedCall lifetime")
+struct DelayedCallLifetimeTests {
+    final class Tracker {}
+
+    @Test("a clock dropped with a call pending frees the call and its closure (no cycle through the timer queue)")
+    func droppedClockFreesPendingCalls() {
+        weak var tracked: Tracker?
+        do {
+            let clock = Clock()
+            let tracker = Tracker()
+            tracked = tracker
+            clock.callLater(10) { _ = tracker }
+        }
+        #expect(tracked == nil)
+    }
+
+    @Test("a call kept past its clock can still be cancelled, without a crash")
+    func pendingCallDoesNotOutliveItsClock() throws {
+        weak var tracked: Tracker?
+        var call: DelayedCall?
+        do {
+            let clock = Clock()
+            let tracker = Tracker()
+            tracked = tracker
+            call = clock.callLater(10) { _ = tracker }
+        }
+        // The clock is gone; nothing keeps the call's closure (or its captures) alive but the call.
+        #expect(call?.active == true)
+        try call?.cancel()
+        #expect(call?.active == false)
+        #expect(tracked == nil)
+    }
+}

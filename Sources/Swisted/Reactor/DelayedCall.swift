@@ -13,9 +13,11 @@ public final class DelayedCall {
     package var heapIndex = -1
     var state = State.pending
     var function: (() throws -> Void)?
-    // Strong: a call kept by the user after its reactor or clock is gone
-    // must still answer cancel() (AlreadyCalled) rather than crash.
-    let queue: TimerQueue
+    // Weak: a strong reference made a cycle (queue -> pending call ->
+    // queue) that leaked every reactor or clock dropped with calls still
+    // pending (LeakSanitizer); unowned crashed on cancel() after the reactor
+    // or clock was gone. Weak does neither: such a call just stops being due.
+    weak var queue: TimerQueue?
 
     init(time: Double, sequence: UInt64, queue: TimerQueue, function: @escaping () throws -> Void) {
         self.time = time
@@ -36,13 +38,14 @@ public final class DelayedCall {
         try checkPending()
         state = .cancelled
         function = nil
-        queue.remove(self)
+        queue?.remove(self)
     }
 
     /// Reschedules the call to run `seconds` from now.
     /// - Throws: ``AlreadyCalled`` or ``AlreadyCancelled`` as ``cancel()`` does.
     public func reset(_ seconds: Double) throws {
         try checkPending()
+        guard let queue else { return }
         queue.reschedule(self, to: queue.now() + max(0, seconds))
     }
 
@@ -50,7 +53,7 @@ public final class DelayedCall {
     /// - Throws: ``AlreadyCalled`` or ``AlreadyCancelled`` as ``cancel()`` does.
     public func delay(_ seconds: Double) throws {
         try checkPending()
-        queue.reschedule(self, to: time + seconds)
+        queue?.reschedule(self, to: time + seconds)
     }
 
     private func checkPending() throws {
