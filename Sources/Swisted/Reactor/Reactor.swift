@@ -29,7 +29,7 @@ import Synchronization
 /// (`EPIPE`) instead of killing the process.
 public final class Reactor: @unchecked Sendable {
     // @unchecked Sendable: the reference may cross threads so that other
-    // threads can reach callFromThread (guarded by a Mutex and uv_async_send,
+    // threads can reach callFromThread (guarded by a pthread mutex and uv_async_send,
     // libuv's one thread-safe call). Everything else is reactor-thread state,
     // checked by assertOnReactorThread in debug builds.
 
@@ -45,7 +45,7 @@ public final class Reactor: @unchecked Sendable {
     let readSlab: UnsafeMutableRawPointer
     static let readSlabSize = 64 * 1024
 
-    private let crossThreadJobs = Mutex<[@Sendable () throws -> Void]>([])
+    private let crossThreadJobs = CrossThreadQueue()
     private var spareJobs: [@Sendable () throws -> Void] = []
     /// The pthread running the reactor, or 0 when it is not running.
     private let runningThread = Atomic<UInt>(0)
@@ -364,13 +364,13 @@ public final class Reactor: @unchecked Sendable {
     /// not running wait for the next ``run(installSignalHandlers:)``. An error
     /// thrown by `function` is logged.
     public func callFromThread(_ function: @escaping @Sendable () throws -> Void) {
-        crossThreadJobs.withLock { $0.append(function) }
+        crossThreadJobs.append(function)
         uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
     }
 
     fileprivate func runCrossThreadJobs() {
         var jobs = spareJobs
-        crossThreadJobs.withLock { queued in swap(&queued, &jobs) }
+        crossThreadJobs.take(into: &jobs)
         for job in jobs {
             do { try job() } catch { logError("Unhandled error in callFromThread: \(error)") }
         }
