@@ -145,7 +145,7 @@ struct DelayedCallLifetimeTests {
         #expect(tracked == nil)
     }
 
-    @Test("a call kept past its clock can still be cancelled, without a crash")
+    @Test("a call kept past its clock is cancelled with it, frees its closure, and answers cancel() without a crash")
     func pendingCallDoesNotOutliveItsClock() throws {
         weak var tracked: Tracker?
         var call: DelayedCall?
@@ -155,10 +155,11 @@ struct DelayedCallLifetimeTests {
             tracked = tracker
             call = clock.callLater(10) { _ = tracker }
         }
-        // The clock is gone; nothing keeps the call's closure (or its captures) alive but the call.
-        #expect(call?.active == true)
-        try call?.cancel()
+        // The clock is gone, so the call will never run: it is cancelled and
+        // its closure (with what it captured) is released, though the call object lives on.
         #expect(call?.active == false)
         #expect(tracked == nil)
+        #expect(throws: AlreadyCancelled.self) { try call?.cancel() }
+        #expect(throws: AlreadyCancelled.self) { try call?.reset(1) }
     }
 }

@@ -82,6 +82,16 @@ package final class TimerQueue {
         self.now = now
     }
 
+    deinit {
+        // The reactor or clock is gone: its pending calls will never run.
+        // Drop their closures, so whatever they capture (a factory holding
+        // the call, a connector) is not kept alive in a cycle through them.
+        for call in heap {
+            call.state = .cancelled
+            call.function = nil
+        }
+    }
+
     package var count: Int { heap.count }
     package var earliestTime: Double? { heap.first?.time }
     package var pendingCalls: [DelayedCall] { heap.sorted { precedes($0, $1) } }
