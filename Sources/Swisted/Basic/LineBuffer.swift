@@ -8,6 +8,18 @@ import Glibc
 /// `maxLength + delimiter.count - 1` bytes are ever kept.
 struct LineBuffer {
     var partial: [UInt8] = []
+    /// Scratch for an outgoing line and its delimiter (reused: one write, no allocation per line).
+    private var outgoing: [UInt8] = []
+
+    /// Writes `line` followed by `delimiter` to `transport` in one write:
+    /// `sendLine` of both line receivers.
+    mutating func send(_ line: UnsafeBufferPointer<UInt8>, delimiter: [UInt8], to transport: (any Transport)?) {
+        guard let transport else { return }
+        outgoing.removeAll(keepingCapacity: true)
+        outgoing.append(contentsOf: line)
+        outgoing.append(contentsOf: delimiter)
+        outgoing.withUnsafeBytes { transport.write($0) }
+    }
 
     /// The index in `chunk` (at or after `start`) where the first whole
     /// `delimiter` begins, or nil. `memchr` for the first byte, then a compare.

@@ -20,7 +20,6 @@ open class LineOnlyReceiver: Protocol {
     public var maxLength = 16384
 
     private var lines = LineBuffer()
-    private var outgoing: [UInt8] = []
 
     public required init() { super.init() }
 
@@ -99,10 +98,6 @@ open class LineOnlyReceiver: Protocol {
     }
 
     private func send(_ line: UnsafeBufferPointer<UInt8>) {
-        guard let transport else { return }
-        outgoing.removeAll(keepingCapacity: true)
-        outgoing.append(contentsOf: line)
-        outgoing.append(contentsOf: delimiter)
-        outgoing.withUnsafeBytes { transport.write($0) }
+        lines.send(line, delimiter: delimiter, to: transport)
     }
 }

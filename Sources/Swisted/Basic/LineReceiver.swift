@@ -51,7 +51,6 @@ open class LineReceiver: Protocol {
     private var position = 0
     private var busy = false
     private var reentrant: [UInt8] = []
-    private var outgoing: [UInt8] = []
 
     public required init() { super.init() }
 
@@ -221,10 +220,6 @@ open class LineReceiver: Protocol {
     }
 
     private func send(_ line: UnsafeBufferPointer<UInt8>) {
-        guard let transport else { return }
-        outgoing.removeAll(keepingCapacity: true)
-        outgoing.append(contentsOf: line)
-        outgoing.append(contentsOf: delimiter)
-        outgoing.withUnsafeBytes { transport.write($0) }
+        lines.send(line, delimiter: delimiter, to: transport)
     }
 }
