@@ -130,11 +130,7 @@ public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorUDP, ReactorTi
             self.listenError = nil
             throw listenError
         }
-        let host = interface.isEmpty ? "0.0.0.0" : interface
-        let address: any Address = host.contains(":")
-            ? IPv6Address(type: .tcp, host: host, port: port)
-            : IPv4Address(type: .tcp, host: host, port: port)
-        let listeningPort = MemoryListeningPort(address: address)
+        let listeningPort = MemoryListeningPort(address: fakeAddress(.tcp, interface: interface, port: port))
         tcpServers.append(TCPServer(port: port, factory: factory, backlog: backlog, interface: interface, listeningPort: listeningPort))
         return listeningPort
     }
@@ -188,13 +184,17 @@ public final class MemoryReactor: ReactorTCP, ReactorUNIX, ReactorUDP, ReactorTi
             self.listenError = nil
             throw listenError
         }
-        let host = interface.isEmpty ? "0.0.0.0" : interface
-        let address: any Address = host.contains(":")
-            ? IPv6Address(type: .udp, host: host, port: port)
-            : IPv4Address(type: .udp, host: host, port: port)
-        let udpPort = MemoryUDPPort(address: address)
+        let udpPort = MemoryUDPPort(address: fakeAddress(.udp, interface: interface, port: port))
         udpServers.append(UDPServer(port: port, proto: proto, interface: interface, maxPacketSize: maxPacketSize, udpPort: udpPort))
         return udpPort
+    }
+
+    /// The address a fake port reports: the interface asked for (`0.0.0.0` for every interface).
+    private func fakeAddress(_ type: SocketType, interface: String, port: Int) -> any Address {
+        let host = interface.isEmpty ? "0.0.0.0" : interface
+        return host.contains(":")
+            ? IPv6Address(type: type, host: host, port: port)
+            : IPv4Address(type: type, host: host, port: port)
     }
 
     private func record(_ connector: Connector) {
