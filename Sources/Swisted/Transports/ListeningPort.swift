@@ -23,6 +23,21 @@ public final class ListeningPort: HandleOwning {
     private var listening = true
     private var closed = false
     private var closeCompletions: [() -> Void] = []
+    /// A connection is waiting in the kernel while accepting is paused.
+    private var acceptDeferred = false
+
+    /// Set by the async listener while nobody takes its connections: a
+    /// connection that arrives is left in the kernel's accept queue (libuv
+    /// stops polling the socket until `uv_accept` is called), so the backlog
+    /// absorbs the surplus instead of memory. Clearing it accepts the waiting one.
+    var acceptPaused = false {
+        didSet {
+            if !acceptPaused, acceptDeferred {
+                acceptDeferred = false
+                connectionArrived(0)
+            }
+        }
+    }
 
     /// What kind of socket listens, and what it leaves on disk.
     enum Family {
@@ -119,6 +134,10 @@ public final class ListeningPort: HandleOwning {
             return
         }
         guard listening else { return }
+        if acceptPaused {
+            acceptDeferred = true
+            return
+        }
         let connection: StreamConnection
         do {
             switch family {

@@ -53,6 +53,12 @@ class StreamConnection: HandleOwning, Transport {
     final private var writeShut = false
     final private var readShut = false
 
+    /// Called after each `uv_write` completes successfully (with the next one
+    /// started if more was pending): the async API (AsyncConnection) learns
+    /// here how far the queue has drained to the kernel. One load and nil
+    /// check per completed `uv_write`; nothing on the plain write path.
+    final var writeDrainObserver: (() -> Void)?
+
     private final var highWater: Int32 = 64 * 1024
     private final var lowWater: Int32 = 16 * 1024
 
@@ -172,6 +178,7 @@ class StreamConnection: HandleOwning, Transport {
     final func handleDidClose() {
         state = .closed
         queue = nil  // libuv has called back every write request by now
+        writeDrainObserver = nil
         let reason = closeReason ?? ConnectionDone()
         closeReason = nil
         if let producer {
@@ -264,6 +271,7 @@ class StreamConnection: HandleOwning, Transport {
         } else {
             checkLowWater()
         }
+        writeDrainObserver?()
     }
 
     /// Everything written so far is with the kernel.
