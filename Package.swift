@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
         .testTarget(name: "ConnectionLifeTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(name: "AsyncTests", dependencies: ["Swisted", "SwistedTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

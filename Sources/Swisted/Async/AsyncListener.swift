@@ -15,9 +15,9 @@
 /// accepting (connections queue in the kernel's listen backlog, and beyond it
 /// the kernel refuses them); taking one resumes accepting.
 ///
-/// The sequence ends (nil) after ``close()``; connections accepted but never
-/// taken are then closed. Dropping the last reference to the listener also
-/// closes it.
+/// The sequence ends (nil) after ``close()``, or when the reactor stops
+/// (which closes every port); connections accepted but never taken are then
+/// closed. Dropping the last reference to the listener also closes it.
 ///
 /// Threading: `Sendable`; any task or thread. One task at a time may wait for
 /// the next connection (a second throws ``AsyncConnectionError/concurrentIteration``).
@@ -156,6 +156,15 @@ final class ListenerCore: @unchecked Sendable {
 
     /// Reactor thread: stop listening; `waiter` (if any) hears when the port is closed.
     func close(then waiter: OneShot<Void>?) {
+        endSequence()
+        if let waiter {
+            if portClosed { waiter.succeed(()) } else { closeWaiters.append(waiter) }
+        }
+        port?.stopListening()  // portDidClose follows (now, or from the reactor's shutdown)
+    }
+
+    /// No more connections: a waiting reader gets nil, waiting connections are closed.
+    private func endSequence() {
         let (reader, dropped) = state.withLock { state -> (CheckedContinuation<AsyncConnection?, any Error>?, [AsyncConnection]) in
             state.closed = true
             let reader = state.waiter
@@ -167,17 +176,17 @@ final class ListenerCore: @unchecked Sendable {
         }
         reader?.resume(returning: nil)
         for connection in dropped { connection.abort() }
-        if let waiter {
-            if portClosed { waiter.succeed(()) } else { closeWaiters.append(waiter) }
-        }
-        guard let port else { return }
-        self.port = nil
-        port.stopListening { [self] in
-            portClosed = true
-            let waiters = closeWaiters
-            closeWaiters = []
-            for waiter in waiters { waiter.succeed(()) }
-        }
+    }
+
+    /// Reactor thread: the port's handle is closed (by ``close(then:)`` or by
+    /// the reactor's shutdown): the sequence ends and `close()` returns.
+    func portDidClose() {
+        port = nil
+        portClosed = true
+        endSequence()
+        let waiters = closeWaiters
+        closeWaiters = []
+        for waiter in waiters { waiter.succeed(()) }
     }
 
     /// The next connection for the iterator (any thread).
@@ -260,6 +269,11 @@ final class AsyncListenFactory: ServerFactory {
         bridge.factory = self
         bridge.onMade = { [listener] connection in listener.deliver(connection) }
         return bridge
+    }
+
+    /// The port's handle is closed (its `doStop`).
+    override func stopFactory() {
+        listener.portDidClose()
     }
 }
 

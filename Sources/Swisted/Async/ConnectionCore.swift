@@ -117,7 +117,11 @@ final class ConnectionCore: @unchecked Sendable {
 
     func submit(_ op: Op) {
         guard connection != nil else {
-            fail(op, lostReason ?? ConnectionDone())
+            if case .write(_, let waiter) = op, writeSideClosed {
+                waiter.fail(AsyncConnectionError.closedForWriting)
+            } else {
+                fail(op, lostReason ?? ConnectionDone())
+            }
             return
         }
         ops.append(op)
