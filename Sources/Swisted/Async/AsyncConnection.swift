@@ -107,7 +107,7 @@ public final class AsyncConnection: Sendable {
         })
     }
 
-    /// Sends a string as UTF-8; see ``write(_:)-([UInt8])``.
+    /// Sends a string as UTF-8, as the byte-array `write` does (same suspension, same errors).
     public func write(_ string: String) async throws {
         try await write(Array(string.utf8))
     }
@@ -154,9 +154,11 @@ public final class AsyncConnection: Sendable {
     /// The chunks a connection receives: see ``AsyncConnection/inbound``.
     /// Threading: `Sendable`; one task at a time may wait in `next()`.
     public struct Inbound: AsyncSequence, Sendable {
+        /// One chunk of received bytes, as the network delivered it.
         public typealias Element = [UInt8]
         let connection: AsyncConnection
 
+        /// An iterator that continues where the last one stopped.
         public func makeAsyncIterator() -> AsyncIterator {
             AsyncIterator(connection: connection)
         }

@@ -22,6 +22,7 @@
 /// Threading: `Sendable`; any task or thread. One task at a time may wait for
 /// the next connection (a second throws ``AsyncConnectionError/concurrentIteration``).
 public final class AsyncListener: AsyncSequence, Sendable {
+    /// Each element is one accepted connection.
     public typealias Element = AsyncConnection
 
     let core: ListenerCore
@@ -52,6 +53,7 @@ public final class AsyncListener: AsyncSequence, Sendable {
         })
     }
 
+    /// An iterator over the accepted connections (each is yielded once, to whichever iterator asks).
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(listener: self)
     }

@@ -166,6 +166,7 @@ public enum AsyncConnectionError: Error, Sendable, Equatable, CustomStringConver
     /// two tasks at once; only one may wait for the next element.
     case concurrentIteration
 
+    /// A sentence saying what went wrong.
     public var description: String {
         switch self {
         case .closedForWriting: "The connection was closed for writing (close() or closeWrite()) before this write."
