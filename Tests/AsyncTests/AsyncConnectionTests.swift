@@ -464,6 +464,101 @@ struct AsyncConnectionTests {
     }
 }
 
+@Suite("Async connections: cancellation and release", .timeLimit(.minutes(1)))
+struct AsyncReleaseTests {
+    @Test("a write cancelled while waiting for the high-water mark is never sent; later writes are")
+    func cancelledWriteIsNotSent() async throws {
+        let thread = await ReactorThread.start(timeLimit: 50)
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        let big = 2 * 1024 * 1024
+        let bigBytes = pattern(count: big)
+        let first = Task { try await client.write(bigBytes) }
+        await thread.eventually("the first write is queued above the high-water mark") {
+            core.bytesSubmitted == big && core.transportBufferSize > core.writeHighWaterMark
+        }
+        let second = Task { try await client.write([UInt8](repeating: 0xEE, count: 1000)) }
+        await thread.eventually("the second write waits for admission") { core.waitingOps == 1 }
+        second.cancel()
+        await #expect(throws: CancellationError.self) { try await second.value }
+        let third = Task { try await client.write(pattern(from: big, count: 1000)) }
+        let closer = Task {
+            try await third.value
+            await client.close()
+        }
+
+        var checker = PatternChecker()
+        for try await chunk in server.inbound { checker.check(chunk) }
+        #expect(checker.received == big + 1000, "the cancelled write's 1000 bytes were not sent")
+        #expect(checker.mismatches == 0)
+        try await first.value
+        try await closer.value
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("cancelling close() aborts the connection: the stuck write throws ConnectionAborted")
+    func cancelledCloseAborts() async throws {
+        let thread = await ReactorThread.start(timeLimit: 50)
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        let big = 2 * 1024 * 1024
+        let bigBytes = pattern(count: big)
+        let writer = Task { try await client.write(bigBytes) }
+        await thread.eventually("the write is queued") { core.bytesSubmitted == big && core.transportBufferSize > 0 }
+        let closer = Task { await client.close() }
+        await thread.eventually("close was requested") { core.transportBufferSize > 0 && client.core.closeWasRequested }
+        closer.cancel()
+        await closer.value
+        await #expect(throws: ConnectionAborted.self) { try await writer.value }
+        // The server gets a part of the stream, then the end (or a reset): never more than was written.
+        var checker = PatternChecker()
+        do { for try await chunk in server.inbound { checker.check(chunk) } } catch is ConnectionLost {}
+        #expect(checker.received < big)
+        #expect(checker.mismatches == 0)
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("dropping the last reference to a connection closes it; closing a listener closes the connections nobody took")
+    func releaseCloses() async throws {
+        let thread = await ReactorThread.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        var accepted = listener.makeAsyncIterator()
+
+        // Dropped client: the server's inbound ends.
+        var dropped: AsyncConnection? = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        let server = try #require(try await accepted.next())
+        try await dropped!.write("bye")
+        dropped = nil
+        #expect(try await readToEnd(server) == Array("bye".utf8))
+        await server.close()
+
+        // A connection accepted but never taken is closed with the listener.
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        await thread.eventually("the listener holds the connection") { listener.core.state.withLock { $0.count == 1 } }
+        await listener.close()
+        #expect(try await accepted.next() == nil)
+        #expect(try await readToEnd(client) == [])
+        await client.close()
+        await thread.stop()
+    }
+}
+
 /// Says "hi" in connectionMade and records what comes back (reactor thread only).
 final class Greeter: Protocol {
     var made = false

@@ -368,6 +368,8 @@ final class ConnectionCore: @unchecked Sendable {
     var transportBufferSize: Int { connection?.bufferSize ?? 0 }
     /// Writes waiting for admission.
     var waitingOps: Int { ops.count }
+    /// `close()` reached the transport.
+    var closeWasRequested: Bool { closeRequested }
     /// Bytes handed to the transport so far.
     var bytesSubmitted: Int { submitted }
     /// The transport's high-water mark (settable for tests), or 0 once lost.
