@@ -69,7 +69,10 @@ final class ConnectionCore: @unchecked Sendable {
         halfCloseWaiters = []
         closeWaiters = []
         for op in pendingOps { fail(op, reason) }
-        for entry in flushing { entry.waiter.fail(reason) }
+        // A clean end (ConnectionDone) comes only after the write queue drained
+        // (shutdown follows the drain; ENOTCONN there means the peer left
+        // after taking everything): those bytes did reach the kernel.
+        for entry in flushing { if clean { entry.waiter.succeed(()) } else { entry.waiter.fail(reason) } }
         for waiter in halfClosing { if clean { waiter.succeed(()) } else { waiter.fail(reason) } }
         for waiter in closing { waiter.succeed(()) }
         finishInbound(clean || reason is ConnectionAborted ? .clean : .failed(CarriedError(error: reason)))
