@@ -1,5 +1,6 @@
 import CLibUV
 import Glibc
+import Logging
 import Synchronization
 
 /// The event loop: Twisted's reactor, on one libuv `uv_loop_t`.
@@ -70,12 +71,16 @@ public final class Reactor: @unchecked Sendable {
     public var resolver: any NameResolver = UVNameResolver()
 
     /// Where the reactor reports errors nobody else handles: errors thrown by
-    /// protocols, delayed calls and triggers, failed accepts. The default writes
-    /// one line to standard error. Reactor thread only.
-    public var logHandler: (String) -> Void = { message in
-        var line = message + "\n"
-        line.withUTF8 { buffer in _ = write(2, buffer.baseAddress, buffer.count) }
-    }
+    /// protocols, delayed calls and triggers, failed accepts. Each goes out at
+    /// `.error` level with metadata where known (`peer`, `protocol`). The default,
+    /// `Logger(label: "swisted")`, writes wherever the program's
+    /// `LoggingSystem.bootstrap` sends logs (swift-log's default: standard error).
+    /// Reactor thread only.
+    public var logger = Logger(label: "swisted")
+
+    /// When set, receives each message (one line, metadata folded in) instead of
+    /// ``logger``: the plain hook for tests and small programs. Reactor thread only.
+    public var logHandler: ((String) -> Void)?
 
     private static let sigpipeIgnored: Void = swisted_ignore_sigpipe()
 
@@ -471,9 +476,13 @@ public final class Reactor: @unchecked Sendable {
 
     // MARK: Errors
 
-    /// Reports an error nobody else handles, through ``logHandler``.
-    func logError(_ message: String) {
-        logHandler(message)
+    /// Reports an error nobody else handles, through ``logHandler`` if set, else ``logger``.
+    func logError(_ message: String, metadata: Logger.Metadata = [:]) {
+        if let logHandler {
+            logHandler(message)
+        } else {
+            logger.error("\(message)", metadata: metadata)
+        }
     }
 }
 
