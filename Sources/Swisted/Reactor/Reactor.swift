@@ -35,7 +35,7 @@ public final class Reactor: @unchecked Sendable {
     // checked by assertOnReactorThread in debug builds.
 
     let loop: UnsafeMutablePointer<uv_loop_t>
-    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    let wakeup: UnsafeMutablePointer<uv_async_t>
     private let timer: UnsafeMutablePointer<uv_timer_t>
     private let idle: UnsafeMutablePointer<uv_idle_t>
     private var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
@@ -46,10 +46,10 @@ public final class Reactor: @unchecked Sendable {
     let readSlab: UnsafeMutableRawPointer
     static let readSlabSize = 64 * 1024
 
-    private let crossThreadJobs = CrossThreadQueue()
-    private var spareJobs: [@Sendable () throws -> Void] = []
+    let crossThreadJobs = CrossThreadQueue()
+    private var spareJobs: [CrossThreadQueue.Job] = []
     /// The pthread running the reactor, or 0 when it is not running.
-    private let runningThread = Atomic<UInt>(0)
+    let runningThread = Atomic<UInt>(0)
 
     private enum State { case idle, running, shuttingDown }
     private var state = State.idle
@@ -58,6 +58,10 @@ public final class Reactor: @unchecked Sendable {
     package let timers: TimerQueue
     private var armedTime = Double.infinity
     private var soon: [() -> Void] = []
+    /// Executor jobs enqueued on the reactor thread itself: run from the idle
+    /// phase, with no lock and no wake-up syscall.
+    var localJobs: [UnownedJob] = []
+    private var spareLocalJobs: [UnownedJob] = []
     private var triggers: [Trigger] = []
     private var nextTriggerID = 0
 
@@ -349,14 +353,27 @@ public final class Reactor: @unchecked Sendable {
     /// asynchronously, also during shutdown when delayed calls are paused.
     func callSoon(_ function: @escaping () -> Void) {
         soon.append(function)
-        if soon.count == 1 { uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start") }
+        if soon.count == 1 { startIdle() }
+    }
+
+    func startIdle() {
+        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")  // no-op if already started
     }
 
     fileprivate func runSoon() {
-        let batch = soon
-        soon.removeAll()
-        for function in batch { function() }
-        if soon.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
+        if !soon.isEmpty {
+            let batch = soon
+            soon.removeAll(keepingCapacity: true)
+            for function in batch { function() }
+        }
+        if !localJobs.isEmpty {
+            var jobs = spareLocalJobs
+            swap(&jobs, &localJobs)
+            for job in jobs { runJob(job) }
+            jobs.removeAll(keepingCapacity: true)
+            spareLocalJobs = jobs
+        }
+        if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
     }
 
     // MARK: Threads
@@ -369,7 +386,7 @@ public final class Reactor: @unchecked Sendable {
     /// not running wait for the next ``run(installSignalHandlers:)``. An error
     /// thrown by `function` is logged.
     public func callFromThread(_ function: @escaping @Sendable () throws -> Void) {
-        crossThreadJobs.append(function)
+        crossThreadJobs.append(.call(function))
         uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
     }
 
@@ -377,10 +394,20 @@ public final class Reactor: @unchecked Sendable {
         var jobs = spareJobs
         crossThreadJobs.take(into: &jobs)
         for job in jobs {
-            do { try job() } catch { logError("Unhandled error in callFromThread: \(error)") }
+            switch job {
+            case .call(let function):
+                do { try function() } catch { logError("Unhandled error in callFromThread: \(error)") }
+            case .job(let job):
+                runJob(job)
+            }
         }
         jobs.removeAll(keepingCapacity: true)
         spareJobs = jobs
+    }
+
+    /// True only on the thread inside ``run(installSignalHandlers:)``.
+    var isRunningOnCurrentThread: Bool {
+        runningThread.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     /// True on the thread running the reactor, and on any thread while it is not running.
