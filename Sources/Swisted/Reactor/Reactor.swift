@@ -54,6 +54,8 @@ public final class Reactor: @unchecked Sendable {
     private enum State { case idle, running, shuttingDown }
     private var state = State.idle
     private var stopRequested = false
+    /// A ``stopGracefully(gracePeriod:completion:)`` is under way.
+    var stoppingGracefully = false
 
     package let timers: TimerQueue
     private var armedTime = Double.infinity
@@ -233,6 +235,14 @@ public final class Reactor: @unchecked Sendable {
         for connector in Array(connectorsInProgress.values) {
             connector.reactorWillShutDown()
         }
+        for owner in openHandleOwners() {
+            owner.reactorWillShutDown()
+        }
+    }
+
+    /// The objects owning this loop's handles that are not closing (ports,
+    /// connections, connection attempts), in libuv's walk order.
+    func openHandleOwners() -> [HandleOwning] {
         var owners: [HandleOwning] = []
         withUnsafeMutablePointer(to: &owners) { pointer in
             uv_walk(loop, { handle, arg in
@@ -240,9 +250,7 @@ public final class Reactor: @unchecked Sendable {
                 arg!.assumingMemoryBound(to: [HandleOwning].self).pointee.append(owner)
             }, pointer)
         }
-        for owner in owners {
-            owner.reactorWillShutDown()
-        }
+        return owners
     }
 
     /// The number of libuv handles on this reactor's loop that belong to
@@ -314,7 +322,8 @@ public final class Reactor: @unchecked Sendable {
         guard time < armedTime, !firingTimers else { return }  // timerFired re-arms after its round
         armedTime = time
         uv_update_time(loop)
-        let milliseconds = max(0, ((time - seconds()) * 1000).rounded(.up))
+        // Clamped: a far-future call (callLater(1e20)) must not overflow UInt64.
+        let milliseconds = min(max(0, ((time - seconds()) * 1000).rounded(.up)), 1e15)
         uvMustSucceed(uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0), "uv_timer_start")
     }
 
