@@ -171,6 +171,9 @@ struct IdleTimeoutTests {
         #expect(!idle.isPending)
         idle.setTimeout(.infinity)
         #expect(!idle.isPending)
+        idle.setTimeout(1e300)
+        #expect(idle.deadline == 1e9, "capped far below what the reactor's millisecond conversion can take")
+        idle.setTimeout(.infinity)
         idle.resetTimeout()
         try clock.advance(1e9)
         #expect(fired == 1)
@@ -296,6 +299,37 @@ struct TimingOutProtocolTests {
         #expect(proto.timeOut == nil)
     }
 
+    @Test("abortTimeout aborts a connection still open that long after the timeout's loseConnection")
+    func abortAfterGrace() throws {
+        let clock = Clock()
+        let session = Session()
+        session.clock = clock
+        session.abortTimeout = 2
+        let transport = StringTransport()  // loseConnection never completes: a peer that does not read
+        try session.makeConnection(transport)
+        session.setTimeout(1)
+        try clock.advance(1)
+        #expect(transport.loseConnectionCalled)
+        #expect(!transport.abortConnectionCalled)
+        try clock.advance(1.9)
+        #expect(!transport.abortConnectionCalled)
+        try clock.advance(0.1)
+        #expect(transport.abortConnectionCalled)
+    }
+
+    @Test("with abortTimeout, a connection that closes in time is not aborted and leaves nothing scheduled")
+    func noAbortWhenClosed() throws {
+        let clock = Clock()
+        let (session, transport) = try connected(clock)
+        session.abortTimeout = 2
+        session.setTimeout(1)
+        try clock.advance(1)
+        #expect(transport.loseConnectionCalled)
+        #expect(clock.getDelayedCalls().isEmpty)
+        try clock.advance(5)
+        #expect(!transport.abortConnectionCalled)
+    }
+
     @Test("a pending timer does not keep the protocol alive")
     func noRetainCycle() throws {
         let clock = Clock()
@@ -394,6 +428,21 @@ struct TimeoutFactoryTests {
         #expect(transport.abortConnectionCalled)
         #expect(wrapper.disconnecting)
         #expect(inner.lost.first is ConnectionAborted)
+        #expect(clock.getDelayedCalls().isEmpty)
+    }
+
+    @Test("TimeoutFactory's abortTimeout aborts a connection whose loseConnection does not complete")
+    func factoryAbortTimeout() throws {
+        let clock = Clock()
+        let factory = TimeoutFactory(wrapping: Factory.forProtocol(Recorder.self), timeoutPeriod: 1, abortTimeout: 3, clock: clock)
+        let wrapper = try #require(factory.buildProtocol(peer("10.0.0.1")))
+        let transport = StringTransport()
+        try wrapper.makeConnection(transport)
+        try clock.advance(1)
+        #expect(transport.loseConnectionCalled)
+        try clock.advance(3)
+        #expect(transport.abortConnectionCalled)
+        wrapper.connectionLost(ConnectionAborted())
         #expect(clock.getDelayedCalls().isEmpty)
     }
 

@@ -443,4 +443,53 @@ struct PoliciesTests {
         #expect(limited.peerConnectionCounts.isEmpty)
         #expect(limited.refusedCount == 0)
     }
+
+    @Test("a peer that never reads cannot hold a timed-out connection: abortTimeout aborts it")
+    func abortTimeoutOnStuckPeer() throws {
+        final class Timeouts: TimeoutFactory { var count = 0 }
+        final class Counted: TimeoutProtocol {
+            override func timeoutConnection() {
+                (factory as! Timeouts).count += 1
+                super.timeoutConnection()
+            }
+        }
+        let reactor = Reactor()
+        var port: ListeningPort?
+        let server = RecordingFactory()
+        var serverReason: (any Error)?
+        server.build = { _ in
+            let probe = Probe()
+            // More than the kernel buffers hold: loseConnection can never finish.
+            probe.onMade = { $0.transport!.write(pattern(count: 16 * 1024 * 1024)) }
+            probe.onLost = { _, reason in
+                serverReason = reason
+                port?.stopListening()
+                try? reactor.stop()
+            }
+            return probe
+        }
+        let timeouts = Timeouts(wrapping: server, timeoutPeriod: 0.2, abortTimeout: 0.2)
+        timeouts.timeoutProtocolType = Counted.self
+        port = try reactor.listenTCP(0, timeouts, interface: "127.0.0.1")
+        let raw = Raw.tcpSocket()
+        Raw.setReceiveBuffer(raw, bytes: 4096)
+        reactor.callWhenRunning { _ = Raw.connect(raw, port: port!.portNumber) }
+        try runReactor(reactor)
+        Glibc.close(raw)
+
+        #expect(timeouts.count == 1)
+        #expect(serverReason is ConnectionAborted, "got \(String(describing: serverReason))")
+    }
+
+    @Test("an absurdly long period on a real reactor neither fires nor crashes the reactor's timer")
+    func hugePeriodOnReactor() throws {
+        let reactor = Reactor()
+        var fired = false
+        let idle = IdleTimeout(clock: reactor, period: 1e300) { fired = true }
+        reactor.callLater(0.01) { try reactor.stop() }
+        try runReactor(reactor)
+        #expect(idle.isPending)
+        #expect(!fired)
+        idle.cancelTimeout()
+    }
 }

@@ -17,12 +17,15 @@
 ///
 /// ```swift
 /// final class Chat: LineReceiver {
+///     let clock: any ReactorTime      // the reactor, or a test Clock
 ///     var idle: IdleTimeout?
+///     init(clock: any ReactorTime) { self.clock = clock; super.init() }
+///     required init() { fatalError("built with init(clock:)") }
 ///     override func connectionMade() throws {
-///         idle = IdleTimeout(clock: reactor) { [weak self] in self?.transport?.loseConnection() }
+///         idle = IdleTimeout(clock: clock) { [weak self] in self?.transport?.loseConnection() }
 ///         idle!.setTimeout(60)
 ///     }
-///     override func lineReceived(_ line: [UInt8]) throws {
+///     override func lineReceived(_ line: Span<UInt8>) throws {
 ///         idle?.resetTimeout()
 ///         // ...
 ///     }
@@ -45,7 +48,8 @@
 /// fire after the connection ended if the protocol is still around.
 ///
 /// Periods are in seconds: negative counts as 0; NaN and infinite ones leave
-/// the timer disarmed (never firing) but are still reported as the period.
+/// the timer disarmed (never firing) but are still reported as the period;
+/// finite ones above 1e9 seconds (31 years) are treated as 1e9.
 ///
 /// Threading: the clock's thread (for a ``Reactor``, reactor thread only),
 /// including `onTimeout`. Nothing here throws; an error thrown by nothing.
@@ -122,11 +126,17 @@ public final class IdleTimeout {
         onTimeout()
     }
 
-    /// The delay to schedule for `period`: nil for nil, NaN and infinity; negative counts as 0.
-    private static func delay(for period: Double?) -> Double? {
+    /// The delay to schedule for `period`: nil for nil, NaN and infinity;
+    /// negative counts as 0; huge ones are capped at ``longestDelay``.
+    static func delay(for period: Double?) -> Double? {
         guard let period, period.isFinite else { return nil }
-        return max(0, period)
+        return min(max(0, period), longestDelay)
     }
+
+    /// About 31 years. The reactor converts a delay to whole milliseconds in
+    /// a UInt64, which traps beyond ~5.8e8 years; a cap far below keeps any
+    /// finite period from crashing the process.
+    static let longestDelay = 1e9
 }
 
 /// A ``Protocol`` with one idle timer: Twisted's `TimeoutMixin` as a base
@@ -152,6 +162,11 @@ public final class IdleTimeout {
 /// no longer connected). Protocols that derive from another class own an
 /// ``IdleTimeout`` instead; see it for why there are two shapes.
 ///
+/// `loseConnection()` waits for what was written to be sent, which a peer
+/// that stops reading can delay forever; set ``abortTimeout`` to abort the
+/// connection if it is still there that many seconds after the timeout
+/// (Twisted's HTTP server does this with its `abortTimeout`).
+///
 /// The timer runs on ``clock`` if set, else on the reactor of the
 /// connection (any TCP or Unix connection of Swisted, also through
 /// ``ProtocolWrapper``s), read when the timer is first armed. With neither
@@ -163,7 +178,14 @@ open class TimingOutProtocol: Protocol {
     /// The clock for the timer; nil uses the connection's reactor. Set a test `Clock` here before ``setTimeout(_:)``.
     public var clock: (any ReactorTime)?
 
+    /// Seconds to wait, after the default ``timeoutConnection()`` called
+    /// `loseConnection()`, before aborting a connection that is still not
+    /// closed (its peer does not read what is left to send); nil (the
+    /// default) never aborts.
+    public var abortTimeout: Double?
+
     private var idle: IdleTimeout?
+    private var abortCall: DelayedCall?
 
     public required init() {}
 
@@ -199,16 +221,26 @@ open class TimingOutProtocol: Protocol {
         idle?.cancelTimeout()
     }
 
-    /// The timer expired: by default `transport.loseConnection()`. Override
-    /// for anything else (`abortConnection()`, a goodbye message, a new
-    /// ``setTimeout(_:)`` to keep waiting).
+    /// The timer expired: by default `transport.loseConnection()`, then an
+    /// abort after ``abortTimeout`` if set. Override for anything else
+    /// (`abortConnection()`, a goodbye message, a new ``setTimeout(_:)`` to
+    /// keep waiting).
     open func timeoutConnection() {
         transport?.loseConnection()
+        if let delay = IdleTimeout.delay(for: abortTimeout), let clock = idle?.clock, connected {
+            if let abortCall, abortCall.active { try? abortCall.cancel() }
+            abortCall = clock.callLater(delay) { [weak self] in
+                guard let self, self.connected else { return }
+                self.transport?.abortConnection()
+            }
+        }
     }
 
-    /// Cancels the timer. Subclasses overriding it should call `super`.
+    /// Cancels the timer (and a pending abort). Subclasses overriding it should call `super`.
     open override func connectionLost(_ reason: any Error) {
         idle?.cancelTimeout()
+        if let abortCall, abortCall.active { try? abortCall.cancel() }
+        abortCall = nil
     }
 
     private func timerExpired() {
@@ -235,7 +267,13 @@ open class TimeoutProtocol: ProtocolWrapper {
     /// The period armed when the connection is made (the factory sets it); nil arms none.
     public var initialTimeout: Double?
 
+    /// Seconds to wait, after the default ``timeoutConnection()`` called
+    /// `loseConnection()`, before aborting a connection that is still not
+    /// closed (its peer does not read); nil never aborts. The factory sets it.
+    public var abortTimeout: Double?
+
     private var idle: IdleTimeout?
+    private var abortCall: DelayedCall?
 
     public required init() { super.init() }
 
@@ -275,9 +313,17 @@ open class TimeoutProtocol: ProtocolWrapper {
     }
 
     /// The timer expired: by default closes the connection with
-    /// ``ProtocolWrapper/loseConnection()``. Override for anything else.
+    /// ``ProtocolWrapper/loseConnection()``, then aborts it after
+    /// ``abortTimeout`` if set and it is still open. Override for anything else.
     open func timeoutConnection() {
         loseConnection()
+        if let delay = IdleTimeout.delay(for: abortTimeout), let clock = idle?.clock, connected {
+            if let abortCall, abortCall.active { try? abortCall.cancel() }
+            abortCall = clock.callLater(delay) { [weak self] in
+                guard let self, self.connected else { return }
+                self.abortConnection()
+            }
+        }
     }
 
     open override func dataReceived(_ data: Span<UInt8>) throws {
@@ -297,6 +343,8 @@ open class TimeoutProtocol: ProtocolWrapper {
 
     open override func connectionLost(_ reason: any Error) {
         idle?.cancelTimeout()
+        if let abortCall, abortCall.active { try? abortCall.cancel() }
+        abortCall = nil
         super.connectionLost(reason)
     }
 
@@ -324,23 +372,31 @@ open class TimeoutFactory: WrappingFactory {
     /// The clock for the timers; nil uses each connection's reactor. Set a test `Clock` here.
     public var clock: (any ReactorTime)?
 
+    /// Seconds after a timeout's `loseConnection()` before a connection that
+    /// is still open is aborted (a peer that does not read could otherwise
+    /// hold it forever); nil (the default, as in Twisted) never aborts.
+    public var abortTimeout: Double?
+
     /// The wrapper class (override ``TimeoutProtocol/timeoutConnection()`` in a subclass to act differently).
     public var timeoutProtocolType: TimeoutProtocol.Type = TimeoutProtocol.self
 
     /// Wraps the protocols of `wrappedFactory` with a `timeoutPeriod`-second idle timeout.
-    public init(wrapping wrappedFactory: Factory, timeoutPeriod: Double? = 30 * 60, clock: (any ReactorTime)? = nil) {
+    public init(wrapping wrappedFactory: Factory, timeoutPeriod: Double? = 30 * 60, abortTimeout: Double? = nil,
+                clock: (any ReactorTime)? = nil) {
         self.timeoutPeriod = timeoutPeriod
+        self.abortTimeout = abortTimeout
         self.clock = clock
         super.init(wrapping: wrappedFactory)
     }
 
-    /// Wraps `proto` in a ``timeoutProtocolType`` with this factory's period and clock.
+    /// Wraps `proto` in a ``timeoutProtocolType`` with this factory's periods and clock.
     open override func wrap(_ proto: Protocol) -> ProtocolWrapper {
         let wrapper = timeoutProtocolType.init()
         wrapper.wrappedProtocol = proto
         wrapper.factory = self
         wrapper.clock = clock
         wrapper.initialTimeout = timeoutPeriod
+        wrapper.abortTimeout = abortTimeout
         return wrapper
     }
 }
