@@ -180,6 +180,41 @@ struct IdleTimeoutTests {
         #expect(idle.period == .infinity)
     }
 
+    @Test("a LineReceiver subclass owns an IdleTimeout: lines keep it open, silence closes it")
+    func withLineReceiver() throws {
+        final class Chat: LineReceiver {
+            var clock: (any ReactorTime)?
+            var idle: IdleTimeout?
+            var lines: [String] = []
+            override func connectionMade() throws {
+                guard let clock else { return }
+                idle = IdleTimeout(clock: clock) { [weak self] in self?.transport?.loseConnection() }
+                idle!.setTimeout(60)
+            }
+            override func lineReceived(_ line: Span<UInt8>) throws {
+                idle?.resetTimeout()
+                lines.append(line.string)
+            }
+            override func connectionLost(_ reason: any Error) {
+                idle?.cancelTimeout()
+            }
+        }
+        let clock = Clock()
+        let chat = Chat()
+        chat.clock = clock
+        let transport = StringTransportWithDisconnection()
+        try transport.connect(chat)
+        for index in 0..<3 {
+            try clock.advance(59)
+            try chat.receive("line \(index)\r\n", chunkSize: 1)
+        }
+        #expect(!transport.disconnecting)
+        try clock.advance(60)
+        #expect(transport.loseConnectionCalled)
+        #expect(chat.lines == ["line 0", "line 1", "line 2"])
+        #expect(clock.getDelayedCalls().isEmpty)
+    }
+
     @Test("dropping the IdleTimeout cancels its call and frees what onTimeout captured")
     func droppingCancels() throws {
         final class Owner {}

@@ -17,11 +17,10 @@
 ///
 /// ```swift
 /// final class Chat: LineReceiver {
-///     let clock: any ReactorTime      // the reactor, or a test Clock
+///     var clock: (any ReactorTime)?   // set by the factory: the reactor, or a test Clock
 ///     var idle: IdleTimeout?
-///     init(clock: any ReactorTime) { self.clock = clock; super.init() }
-///     required init() { fatalError("built with init(clock:)") }
 ///     override func connectionMade() throws {
+///         guard let clock else { return }
 ///         idle = IdleTimeout(clock: clock) { [weak self] in self?.transport?.loseConnection() }
 ///         idle!.setTimeout(60)
 ///     }
@@ -52,7 +51,7 @@
 /// finite ones above 1e9 seconds (31 years) are treated as 1e9.
 ///
 /// Threading: the clock's thread (for a ``Reactor``, reactor thread only),
-/// including `onTimeout`. Nothing here throws; an error thrown by nothing.
+/// where `onTimeout` runs too. Errors: none; nothing here throws.
 public final class IdleTimeout {
     /// What schedules the timer: the ``Reactor``, or a test `Clock`.
     public let clock: any ReactorTime
@@ -187,6 +186,7 @@ open class TimingOutProtocol: Protocol {
     private var idle: IdleTimeout?
     private var abortCall: DelayedCall?
 
+    /// A protocol with no timer yet (``setTimeout(_:)`` arms one).
     public required init() {}
 
     /// The current period in seconds, nil when disabled (Twisted's `timeOut`).
@@ -275,6 +275,7 @@ open class TimeoutProtocol: ProtocolWrapper {
     private var idle: IdleTimeout?
     private var abortCall: DelayedCall?
 
+    /// A wrapper for nothing yet; ``TimeoutFactory`` sets ``ProtocolWrapper/wrappedProtocol``, the period and the clock.
     public required init() { super.init() }
 
     /// The current period in seconds; nil when disabled.
