@@ -492,4 +492,49 @@ struct PoliciesTests {
         #expect(!fired)
         idle.cancelTimeout()
     }
+
+    @Test("over a Unix socket: the timeout finds the reactor, and unnamed peers share one per-peer count")
+    func unixSocket() throws {
+        var template = Array("/tmp/swisted-policies-XXXXXX".utf8CString)
+        let directory = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { rmdir(directory) }
+        let path = directory + "/p.sock"
+        let reactor = Reactor()
+        var port: ListeningPort?
+        let done = Countdown(3) {
+            port?.stopListening()
+            try? reactor.stop()
+        }
+        let timeouts = TimeoutFactory(wrapping: echoServer { _, _ in done.tick() }, timeoutPeriod: 0.3)
+        let limited = LimitConnectionsFactory(wrapping: timeouts, maxConnectionsPerPeer: 1)
+        port = try reactor.listenUNIX(path, limited)
+        var countsWhileServed: [String: Int] = [:]
+        var second: Probe?
+
+        let firstFactory = RecordingFactory()
+        let first = Probe()
+        first.onMade = { $0.transport!.write("a") }
+        first.onData = { _, _ in
+            countsWhileServed = limited.peerConnectionCounts
+            let secondFactory = RecordingFactory()
+            let probe = Probe()
+            second = probe
+            probe.onLost = { _, _ in done.tick() }
+            secondFactory.build = { _ in probe }
+            reactor.connectUNIX(path, secondFactory, timeout: 2)
+        }
+        first.onLost = { _, _ in done.tick() }
+        firstFactory.build = { _ in first }
+        reactor.connectUNIX(path, firstFactory, timeout: 2)
+        try runReactor(reactor)
+
+        #expect(first.receivedString == "a")
+        #expect(first.lostReason is ConnectionDone, "closed by the server's idle timeout")
+        #expect(second?.lostCount == 1)
+        #expect(second?.receivedCount == 0, "refused: the same (unnamed) peer already had its one connection")
+        #expect(countsWhileServed == ["UNIXAddress(None)": 1])
+        #expect(limited.refusedCount == 1)
+        #expect(limited.connectionCount == 0)
+        #expect(limited.peerConnectionCounts.isEmpty)
+    }
 }
