@@ -534,6 +534,34 @@ struct TimeoutFactoryTests {
         #expect(factory.protocols.isEmpty)
     }
 
+    @Test("after connectionLost nothing keeps the wrapper or the wrapped protocol alive")
+    func noLeakAfterLost() throws {
+        let clock = Clock()
+        let factory = LimitConnectionsFactory(wrapping: TimeoutFactory(wrapping: Factory.forProtocol(Recorder.self),
+                                                                       timeoutPeriod: 5, clock: clock),
+                                              maxConnections: 3)
+        weak var weakOuter: Protocol?
+        weak var weakInner: Protocol?
+        weak var weakApp: Protocol?
+        do {
+            let outer = try #require(factory.buildProtocol(peer("10.0.0.1")) as? ProtocolWrapper)
+            let inner = try #require(outer.wrappedProtocol as? TimeoutProtocol)
+            weakOuter = outer
+            weakInner = inner
+            weakApp = inner.wrappedProtocol
+            let transport = StringTransportWithDisconnection()
+            try transport.connect(outer)
+            #expect(clock.getDelayedCalls().count == 1)
+            transport.loseConnection()
+        }
+        #expect(weakOuter == nil)
+        #expect(weakInner == nil)
+        #expect(weakApp == nil)
+        #expect(clock.getDelayedCalls().isEmpty)
+        #expect(factory.connectionCount == 0)
+        #expect(factory.protocols.isEmpty)
+    }
+
     @Test("a wrapper with no connection answers safely")
     func unconnectedWrapper() throws {
         let wrapper = ProtocolWrapper()
