@@ -109,7 +109,7 @@ say("load: \(String(format1: loadSeconds)) s, \(total.connections) connections (
 
 say("")
 say(pad("server", 16, left: true) + pad("before", 14) + pad("after", 14))
-for key in ["fds", "handles", "rss", "open", "made", "lost_done", "lost_reset", "lost_other", "bytes", "pauses", "unexpected"] {
+for key in ["fds", "handles", "rss", "open", "made", "lost_done", "lost_reset", "lost_other", "bytes", "pauses", "max_buffered", "unexpected"] {
     say(pad(key, 16, left: true) + pad("\(before[key] ?? -1)", 14) + pad("\(after[key] ?? -1)", 14))
 }
 
@@ -143,6 +143,13 @@ check(delta("made") == total.connections,
       "the server accepted every connection the clients made (\(delta("made")) of \(total.connections))")
 check(delta("lost_reset") <= total.resetsCaused,
       "resets seen by the server (\(delta("lost_reset"))) are no more than those the clients caused (\(total.resetsCaused))")
+let slowReaders = load.kinds[.slowReader]?.connections ?? 0
+check(slowReaders == 0 || delta("pauses") > 0,
+      "the slow readers filled the server's write buffer: it paused reading \(delta("pauses")) times (\(slowReaders) slow readers)")
+// The echo pauses reading above the 64 KiB high-water mark, and one read
+// adds at most the reactor's 64 KiB read buffer: 128 KiB per connection.
+check((after["max_buffered"] ?? Int.max) <= 128 * 1024,
+      "no connection held more than 128 KiB unsent (most: \(after["max_buffered"] ?? -1) bytes)")
 check(before["fds"] != nil && after["fds"] == before["fds"],
       "open fds after == before (\(after["fds"] ?? -1), \(before["fds"] ?? -1))")
 check(before["handles"] != nil && after["handles"] == before["handles"],

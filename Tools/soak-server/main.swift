@@ -27,6 +27,8 @@ final class Counters {
     var bytesEchoed = 0
     /// Times the echo paused reading because its write buffer passed the high-water mark.
     var pauses = 0
+    /// The most bytes one connection's transport held unsent (its `bufferSize`) after a write.
+    var maxBuffered = 0
     var halfCloses = 0
     /// Lines the reactor logged (every one of them is unexpected here) and
     /// connections lost for a reason other than a clean close or a reset.
@@ -40,6 +42,34 @@ final class Counters {
     }
 }
 
+// MARK: Faults
+
+/// A fault to plant on purpose, to see the soak catch it (SOAK_FAULT; see
+/// Tools/README.md). None by default.
+enum Fault: String {
+    case none
+    /// Keeps 4 KiB per connection forever: RSS grows.
+    case leakMemory = "leak-memory"
+    /// Opens /dev/null on every 100th connection and never closes it: fds grow.
+    case leakFD = "leak-fd"
+    /// Flips the first byte echoed on every 1000th connection.
+    case corrupt
+    /// Every 1000th connection ignores the peer's EOF and stays open.
+    case hold
+
+    static let current: Fault = {
+        guard let name = getenv("SOAK_FAULT").map({ String(cString: $0) }), !name.isEmpty else { return .none }
+        guard let fault = Fault(rawValue: name) else {
+            say("soak-server: unknown SOAK_FAULT \(name)", to: 2)
+            exit(2)
+        }
+        return fault
+    }()
+}
+
+/// What the leak-memory fault keeps.
+nonisolated(unsafe) var leaked: [[UInt8]] = []
+
 // MARK: Echo
 
 /// Echoes every byte back, with bounded memory: the transport is registered
@@ -49,16 +79,33 @@ final class Counters {
 /// finishes echoing, then closes.
 final class SoakEcho: Protocol, HalfCloseableProtocol, PushProducer {
     var counters: Counters { (factory as! SoakEchoFactory).counters }
+    /// Which connection this is (1, 2, ...), for the planted faults.
+    private var number = 0
+    private var echoed = 0
 
     override func connectionMade() throws {
         counters.made += 1
+        number = counters.made
+        switch Fault.current {
+        case .leakMemory: leaked.append([UInt8](repeating: 1, count: 4096))
+        case .leakFD where number % 100 == 0: _ = open("/dev/null", O_RDONLY)
+        default: break
+        }
         // Ourselves as the producer: pausing us pauses the transport's reading.
         try transport!.registerProducer(self, streaming: true)
     }
 
     override func dataReceived(_ data: Span<UInt8>) throws {
         counters.bytesEchoed += data.count
-        transport!.write(data)
+        if Fault.current == .corrupt, number % 1000 == 0, echoed == 0 {
+            var copy = data.array
+            copy[0] ^= 0xff
+            transport!.write(copy)
+        } else {
+            transport!.write(data)
+        }
+        echoed += data.count
+        counters.maxBuffered = max(counters.maxBuffered, transport!.bufferSize)
     }
 
     func pauseProducing() {
@@ -76,6 +123,7 @@ final class SoakEcho: Protocol, HalfCloseableProtocol, PushProducer {
     /// echoed or queued; close once it is sent.
     func readConnectionLost() {
         counters.halfCloses += 1
+        if Fault.current == .hold, number % 1000 == 0 { return }
         transport!.unregisterProducer()
         transport!.loseConnection()
     }
@@ -160,6 +208,7 @@ final class ControlFactory: ServerFactory {
             ("lost_other", c.lostOther),
             ("bytes", c.bytesEchoed),
             ("pauses", c.pauses),
+            ("max_buffered", c.maxBuffered),
             ("half_closes", c.halfCloses),
             ("unexpected", c.unexpected),
         ]
@@ -213,6 +262,7 @@ func parsePort(_ name: String, in arguments: [String]) -> Int {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if Fault.current != .none { say("soak-server: planting fault \(Fault.current.rawValue)", to: 2) }
 let reactor = Reactor()
 let counters = Counters()
 reactor.logHandler = { message in counters.unexpected(message) }
