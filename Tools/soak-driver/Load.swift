@@ -46,8 +46,10 @@ struct KindStats {
     /// (not all of them can come back).
     var sentBeforeReset = 0
     var verifiedBeforeReset = 0
-    /// Resets we caused (SO_LINGER 0): expected.
+    /// Resets we caused (SO_LINGER 0): on purpose, or closing a connection that failed.
     var resetsCaused = 0
+    /// Connections on which a byte came back that was not the one sent.
+    var corrupt = 0
     /// Anything else that went wrong, by what went wrong: unexpected.
     var errors: [String: Int] = [:]
 
@@ -58,6 +60,7 @@ struct KindStats {
         sentBeforeReset += other.sentBeforeReset
         verifiedBeforeReset += other.verifiedBeforeReset
         resetsCaused += other.resetsCaused
+        corrupt += other.corrupt
         for (what, count) in other.errors { errors[what, default: 0] += count }
     }
 
@@ -130,69 +133,68 @@ let connectionDeadline = 30.0
 
 private func runScenario(_ kind: Kind, _ plan: LoadPlan, _ random: inout SplitMix,
                          _ buffer: UnsafeMutableRawBufferPointer, _ stats: inout KindStats) throws(Failure) {
-    let slowReader = kind == .slowReader
     // A slow reader's small receive buffer makes the server's own write buffer fill.
-    let fd = try connectLoopback(port: plan.port, timeout: 10, receiveBuffer: slowReader ? 4096 : 0)
+    let fd = try connectLoopback(port: plan.port, timeout: 10, receiveBuffer: kind == .slowReader ? 4096 : 0)
     stats.connections += 1
     var exchange = Exchange(fd: fd, start: random.next(in: 0...(plan.pattern.count - 1)))
     let deadline = now() + connectionDeadline
 
+    /// Sends `size` bytes, reads them all back (and, half-closing, the server's EOF), closes normally.
     func echo(_ size: Int, halfClose: Bool = false, readChunk: Int = 256 * 1024, readPause: useconds_t = 0) throws(Failure) {
-        do {
-            try exchange.run(.init(total: size, halfClose: halfClose, readChunk: readChunk, readPause: readPause),
-                             pattern: plan.pattern, buffer: buffer, deadline: deadline)
-        } catch {
-            resetClose(fd)  // a failed connection leaves nothing behind in the server either
-            throw error
-        }
-        // Everything came back (and, half-closing, the server's EOF): a normal close.
+        try exchange.run(.init(total: size, halfClose: halfClose, readChunk: readChunk, readPause: readPause),
+                         pattern: plan.pattern, buffer: buffer, deadline: deadline)
         close(fd)
         stats.sent += exchange.sent
         stats.verified += exchange.received
     }
 
-    switch kind {
-    case .echo1B: try echo(1)
-    case .echo1K: try echo(1024)
-    case .echo64K: try echo(64 * 1024)
-    case .echo1M: try echo(1024 * 1024)
-    case .slowReader:
-        // 4 MiB read 8 KiB at a time, a millisecond's pause after each
-        // read. On loopback the server's socket send buffer starts at about
-        // 2.5 MiB (ten 64 KiB segments, doubled), so less would never fill
-        // the server's own write buffer.
-        try echo(4 * 1024 * 1024, readChunk: 8192, readPause: 1000)
-    case .halfClose:
-        try echo(random.next(in: 0...(256 * 1024)), halfClose: true)
-    case .churn:
-        // Half of them say nothing at all; the others one small echo.
-        if random.next() & 1 == 0 {
-            close(fd)
-        } else {
-            try echo(16)
-        }
-    case .abort:
-        // Reset somewhere in the middle of a 256 KiB echo, once part of it came back.
-        let total = 256 * 1024
-        let cut = random.next(in: 1...(total - 1))
-        do {
+    do {
+        switch kind {
+        case .echo1B: try echo(1)
+        case .echo1K: try echo(1024)
+        case .echo64K: try echo(64 * 1024)
+        case .echo1M: try echo(1024 * 1024)
+        case .slowReader:
+            // 4 MiB read 8 KiB at a time, a millisecond's pause after each
+            // read. On loopback the server's socket send buffer starts at about
+            // 2.5 MiB (ten 64 KiB segments, doubled), so less would never fill
+            // the server's own write buffer. Every other one half-closes once
+            // it has sent everything: the server sees that EOF only after it
+            // resumed reading, and must still flush its buffer before closing.
+            try echo(4 * 1024 * 1024, halfClose: random.next() & 1 == 0, readChunk: 8192, readPause: 1000)
+        case .halfClose:
+            try echo(random.next(in: 0...(256 * 1024)), halfClose: true)
+        case .churn:
+            // Half of them say nothing at all; the others one small echo.
+            if random.next() & 1 == 0 {
+                close(fd)
+            } else {
+                try echo(16)
+            }
+        case .abort:
+            // Reset somewhere in the middle of a 256 KiB echo, once part of it came back.
+            let total = 256 * 1024
+            let cut = random.next(in: 1...(total - 1))
             try exchange.run(.init(total: total, stopAfterReceiving: cut), pattern: plan.pattern, buffer: buffer, deadline: deadline)
-        } catch {
             resetClose(fd)
-            throw error
+            stats.resetsCaused += 1
+            stats.sentBeforeReset += exchange.sent
+            stats.verifiedBeforeReset += exchange.received
+        case .resetMidWrite:
+            // Push up to 1 MiB without reading any of the echo, then reset: the
+            // server is writing to us (or paused, its buffer full) when it hits.
+            let sent = try pushWithoutReading(fd, total: 1024 * 1024, start: exchange.start, pattern: plan.pattern)
+            resetClose(fd)
+            stats.resetsCaused += 1
+            stats.sentBeforeReset += sent
         }
+    } catch {
+        // A failed connection is reset, so it leaves nothing behind in the
+        // server either; the server counts it among the resets.
         resetClose(fd)
         stats.resetsCaused += 1
-        stats.sentBeforeReset += exchange.sent
-        stats.verifiedBeforeReset += exchange.received
-    case .resetMidWrite:
-        // Push up to 1 MiB without reading any of the echo, then reset: the
-        // server is writing to us (or paused, its buffer full) when it hits.
-        let total = 1024 * 1024
-        let sent = try pushWithoutReading(fd, total: total, start: exchange.start, pattern: plan.pattern)
-        resetClose(fd)
-        stats.resetsCaused += 1
-        stats.sentBeforeReset += sent
+        if error.corrupt { stats.corrupt += 1 }
+        throw error
     }
 }
 
@@ -205,7 +207,6 @@ private func pushWithoutReading(_ fd: Int32, total: Int, start: Int, pattern: Pa
         let ready = poll(&pfd, 1, 20)
         if ready < 0 {
             if errno == EINTR { continue }
-            resetClose(fd)
             throw Failure(what: "poll: \(errnoName(errno))")
         }
         if ready == 0 { break }  // full: the point where the reset is meant to land
@@ -214,9 +215,7 @@ private func pushWithoutReading(_ fd: Int32, total: Int, start: Int, pattern: Pa
         let n = pattern.bytes.withUnsafeBytes { send(fd, $0.baseAddress! + index, length, Int32(MSG_NOSIGNAL)) }
         if n < 0 {
             if errno == EAGAIN || errno == EINTR { continue }
-            let what = errnoName(errno)
-            resetClose(fd)
-            throw Failure(what: "send: \(what)")
+            throw Failure(what: "send: \(errnoName(errno))")
         }
         sent += n
     }

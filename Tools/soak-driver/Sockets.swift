@@ -32,6 +32,8 @@ func errnoName(_ code: Int32) -> String {
 /// A failed step of a scenario, named so that failures of one kind add up.
 struct Failure: Error {
     let what: String
+    /// A byte came back that was not the one sent (or more came back than was sent).
+    var corrupt = false
 }
 
 /// Opens a non-blocking TCP connection to 127.0.0.1:`port`, waiting at most
@@ -203,7 +205,7 @@ struct Exchange {
             return
         }
         guard received + n <= sent else {
-            throw Failure(what: "received \(received + n) bytes, more than the \(sent) sent")
+            throw Failure(what: "received \(received + n) bytes, more than the \(sent) sent", corrupt: true)
         }
         // Compare with the pattern, in pieces where it wraps.
         var offset = 0
@@ -211,7 +213,7 @@ struct Exchange {
             let index = (start + received + offset) % pattern.count
             let length = min(n - offset, pattern.count - index)
             let same = pattern.bytes.withUnsafeBytes { memcmp(buffer.baseAddress! + offset, $0.baseAddress! + index, length) == 0 }
-            guard same else { throw Failure(what: "wrong byte within bytes \(received + offset)..<\(received + offset + length)") }
+            guard same else { throw Failure(what: "wrong byte within bytes \(received + offset)..<\(received + offset + length)", corrupt: true) }
             offset += length
         }
         received += n

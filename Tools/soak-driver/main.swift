@@ -5,7 +5,7 @@
 //   soak-driver [path/to/soak-server]        (default: next to this executable)
 //
 // Environment:
-//   SOAK_SECONDS     load duration in seconds (default 60)
+//   SOAK_SECONDS     load duration in seconds (default 45)
 //   SOAK_WORKERS     concurrent client threads (default 8)
 //   SOAK_RSS_MIB     allowed RSS growth of the server, MiB (default 8)
 //   SOAK_SEED        seed of the scenario mix and the byte pattern (default 1)
@@ -22,7 +22,7 @@ func environment(_ name: String, default value: Int) -> Int {
     return number
 }
 
-let seconds = environment("SOAK_SECONDS", default: 60)
+let seconds = environment("SOAK_SECONDS", default: 45)
 let workers = max(1, environment("SOAK_WORKERS", default: 8))
 let rssBoundMiB = environment("SOAK_RSS_MIB", default: 8)
 let seed = UInt64(environment("SOAK_SEED", default: 1))
@@ -132,8 +132,10 @@ say("checks:")
 for (what, count) in (warmUp.total.errors.merging(load.total.errors, uniquingKeysWith: +)).sorted(by: { $0.key < $1.key }) {
     say("  unexpected client error x\(count): \(what)")
 }
-check(total.sent == total.verified,
-      "every byte sent on a completed connection came back in order (\(total.verified) of \(total.sent))")
+let corrupt = warmUp.total.corrupt + total.corrupt
+check(total.sent == total.verified && corrupt == 0,
+      "every byte sent came back in order: \(total.verified) of \(total.sent) on completed connections, "
+      + "\(corrupt) connections with a wrong byte")
 check(warmUp.total.errorCount == 0 && total.errorCount == 0,
       "no unexpected client errors (\(warmUp.total.errorCount + total.errorCount))")
 check(after["unexpected"] == 0 && after["lost_other"] == 0,
