@@ -133,8 +133,10 @@ let connectionDeadline = 30.0
 
 private func runScenario(_ kind: Kind, _ plan: LoadPlan, _ random: inout SplitMix,
                          _ buffer: UnsafeMutableRawBufferPointer, _ stats: inout KindStats) throws(Failure) {
-    // A slow reader's small receive buffer makes the server's own write buffer fill.
-    let fd = try connectLoopback(port: plan.port, timeout: 10, receiveBuffer: kind == .slowReader ? 4096 : 0)
+    // A small receive buffer (a small TCP window) makes the server's own
+    // write buffer fill: slow readers, and a quarter of the resets mid-write.
+    let smallWindow = kind == .slowReader || (kind == .resetMidWrite && random.next() % 4 == 0)
+    let fd = try connectLoopback(port: plan.port, timeout: 10, receiveBuffer: smallWindow ? 4096 : 0)
     stats.connections += 1
     var exchange = Exchange(fd: fd, start: random.next(in: 0...(plan.pattern.count - 1)))
     let deadline = now() + connectionDeadline
@@ -181,9 +183,12 @@ private func runScenario(_ kind: Kind, _ plan: LoadPlan, _ random: inout SplitMi
             stats.sentBeforeReset += exchange.sent
             stats.verifiedBeforeReset += exchange.received
         case .resetMidWrite:
-            // Push up to 1 MiB without reading any of the echo, then reset: the
-            // server is writing to us (or paused, its buffer full) when it hits.
-            let sent = try pushWithoutReading(fd, total: 1024 * 1024, start: exchange.start, pattern: plan.pattern)
+            // Push without reading any of the echo until the socket stays
+            // full, then reset. 1 MiB: the reset hits the server while it
+            // writes to us. With the small window, up to 8 MiB: the server's
+            // socket buffer fills, then its own, and it stops reading (paused)
+            // before the reset comes.
+            let sent = try pushWithoutReading(fd, total: smallWindow ? 8 << 20 : 1 << 20, start: exchange.start, pattern: plan.pattern)
             resetClose(fd)
             stats.resetsCaused += 1
             stats.sentBeforeReset += sent
