@@ -109,7 +109,7 @@ say("load: \(String(format1: loadSeconds)) s, \(total.connections) connections (
 
 say("")
 say(pad("server", 16, left: true) + pad("before", 14) + pad("after", 14))
-for key in ["fds", "handles", "rss", "open", "made", "lost_done", "lost_reset", "lost_other", "bytes", "pauses", "max_buffered", "unexpected"] {
+for key in ["fds", "handles", "rss", "open", "made", "lost_done", "lost_reset", "lost_other", "bytes", "half_closes", "pauses", "max_buffered", "unexpected"] {
     say(pad(key, 16, left: true) + pad("\(before[key] ?? -1)", 14) + pad("\(after[key] ?? -1)", 14))
 }
 

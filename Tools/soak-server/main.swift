@@ -33,11 +33,10 @@ final class Counters {
     /// Lines the reactor logged (every one of them is unexpected here) and
     /// connections lost for a reason other than a clean close or a reset.
     var unexpected = 0
-    var lastUnexpected = ""
 
+    /// Counts an unexpected error and writes it to standard error.
     func unexpected(_ message: String) {
         unexpected += 1
-        lastUnexpected = message
         say("soak-server: unexpected: \(message)", to: 2)
     }
 }
@@ -72,11 +71,12 @@ nonisolated(unsafe) var leaked: [[UInt8]] = []
 
 // MARK: Echo
 
-/// Echoes every byte back, with bounded memory: the transport is registered
-/// as its own push producer, so reading stops while more than the
-/// high-water mark waits to be sent (a slow reader cannot make the server
-/// buffer more than about one read beyond it). On the peer's EOF it
-/// finishes echoing, then closes.
+/// Echoes every byte back, with bounded memory: the protocol registers as
+/// its transport's push producer and passes pause/resume on to the
+/// transport's reading, so reading stops while more than the high-water mark
+/// (64 KiB) waits to be sent; a slow reader cannot make the server buffer
+/// more than one read (64 KiB) beyond it. On the peer's EOF it unregisters,
+/// finishes sending what it echoed, then closes.
 final class SoakEcho: Protocol, HalfCloseableProtocol, PushProducer {
     var counters: Counters { (factory as! SoakEchoFactory).counters }
     /// Which connection this is (1, 2, ...), for the planted faults.
