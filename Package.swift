@@ -63,6 +63,11 @@ let package = Package(
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
         .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
+        // `make soak`: a Swisted echo server with a control port, and a load
+        // driver on raw sockets (no Swisted) that starts it, loads it and
+        // checks it ends as it began (Tools/README.md).
+        .executableTarget(name: "soak-server", dependencies: ["Swisted"], path: "Tools/soak-server"),
+        .executableTarget(name: "soak-driver", path: "Tools/soak-driver"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
