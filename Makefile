@@ -3,10 +3,12 @@
 #               (the echo demo: Examples/echo/demo.sh .build/debug)
 #   make test   same install step, then the whole test suite
 #   make bench  the benchmarks (Benchmarks/), writing Benchmarks/RESULTS.md
+#   make soak   a mixed load against one echo server for SOAK_SECONDS (default 45), then
+#               checks that it ends as it began (Tools/README.md); SOAK_SECONDS=5 for a smoke run
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps build demo test bench bench-quick clean
+.PHONY: deps build demo test bench bench-quick soak clean
 
 # Quiet when everything is there; apt-get only for what is missing.
 deps:
@@ -32,6 +34,13 @@ bench: deps
 
 bench-quick: deps
 	$(MAKE) -C Benchmarks bench-quick
+
+# Release build (what users run); SOAK_CONFIG=debug runs the server with its assertions on.
+SOAK_CONFIG ?= release
+soak: deps
+	$(SWIFT) build -c $(SOAK_CONFIG) --product soak-server
+	$(SWIFT) build -c $(SOAK_CONFIG) --product soak-driver
+	.build/$(SOAK_CONFIG)/soak-driver .build/$(SOAK_CONFIG)/soak-server
 
 clean:
 	rm -rf .build

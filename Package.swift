@@ -15,8 +15,11 @@ let package = Package(
         .executable(name: "swisted-proxy", targets: ["swisted-proxy"]),
     ],
     dependencies: [
-        // Only the example executables use it; the library depends on libuv alone.
+        // Only the example executables use it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The library logs what nobody else handles (errors thrown by protocols,
+        // delayed calls, Deferreds) through swift-log, so services route it.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(
@@ -25,7 +28,7 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
-        .target(name: "Swisted", dependencies: ["CLibUV"]),
+        .target(name: "Swisted", dependencies: ["CLibUV", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SwistedTesting", dependencies: ["Swisted"]),
         .executableTarget(
             name: "echo-server",
@@ -60,10 +63,15 @@ let package = Package(
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
         .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
+        // `make soak`: a Swisted echo server with a control port, and a load
+        // driver on raw sockets (no Swisted) that starts it, loads it and
+        // checks it ends as it began (Tools/README.md).
+        .executableTarget(name: "soak-server", dependencies: ["Swisted"], path: "Tools/soak-server"),
+        .executableTarget(name: "soak-driver", path: "Tools/soak-driver"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
-        .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
+        .testTarget(name: "SwistedTests", dependencies: ["Swisted", .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "ConnectionLifeTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "AsyncTests", dependencies: ["Swisted", "SwistedTesting"]),
     ],

@@ -1,4 +1,5 @@
 import CLibUV
+import Logging
 
 /// A connected libuv stream and the protocol on it: the transport of every
 /// TCP and Unix-socket connection.
@@ -163,7 +164,9 @@ class StreamConnection: HandleOwning, Transport {
     /// A protocol callback threw: log it once with the peer, close this connection with the error as reason.
     final func fail(_ error: any Error, in callback: String) {
         let name = proto.map { String(describing: type(of: $0)) } ?? "Protocol"
-        reactor.logError("Unhandled error in \(name).\(callback) (peer \(getPeer())): \(error); closing the connection")
+        let peer = String(describing: getPeer())
+        reactor.logError("Unhandled error in \(name).\(callback) (peer \(peer)): \(error); closing the connection",
+                         metadata: ["peer": .string(peer), "protocol": .string(name)])
         closeNow(error)
     }
 
