@@ -49,7 +49,7 @@ func readToEnd(_ connection: AsyncConnection) async throws -> [UInt8] {
 struct AsyncConnectionTests {
     @Test("connect, write, read the echo, close: the server sees the end, every handle closes")
     func echoRoundTrip() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         #expect(listener.port != 0)
         let server = serveEcho(listener)
@@ -71,7 +71,7 @@ struct AsyncConnectionTests {
 
     @Test("10,000 sequential await round trips over loopback")
     func tenThousandRoundTrips() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let server = serveEcho(listener)
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
@@ -99,9 +99,43 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("from a task on the reactor's executor: 1,000 round trips, every step on the reactor thread (no hop)")
+    func onReactorExecutor() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let port = listener.port
+
+        let outcome = try await Task(executorPreference: reactor) { () -> (rounds: Int, offThread: Int) in
+            var offThread = 0
+            let client = try await reactor.connect(host: "127.0.0.1", port: port)
+            if !reactor.isRunningOnCurrentThread { offThread += 1 }
+            var iterator = client.inbound.makeAsyncIterator()
+            var rounds = 0
+            for round in 0..<1000 {
+                let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
+                try await client.write(message)
+                if !reactor.isRunningOnCurrentThread { offThread += 1 }
+                var reply: [UInt8] = []
+                while reply.count < message.count, let chunk = try await iterator.next() { reply += chunk }
+                if !reactor.isRunningOnCurrentThread { offThread += 1 }
+                if reply == message { rounds += 1 }
+            }
+            await client.close()
+            return (rounds, offThread)
+        }.value
+        #expect(outcome.rounds == 1000)
+        #expect(outcome.offThread == 0)
+
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
     func slowConsumer() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         let options = AsyncConnection.Options(inboundHighWaterMark: 64 * 1024, inboundLowWaterMark: 16 * 1024)
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", options: options)
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
@@ -147,7 +181,7 @@ struct AsyncConnectionTests {
 
     @Test("write suspends above the high-water mark and returns once the kernel has every byte")
     func writeSuspendsAboveHighWaterMark() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         let path = temporarySocketPath()
         let listener = try await thread.reactor.listen(unixPath: path)
         let client = try await thread.reactor.connect(unixPath: path)
@@ -205,7 +239,7 @@ struct AsyncConnectionTests {
 
     @Test("close right after writes delivers every byte, including writes still waiting to be admitted")
     func closeAfterWritesDeliversEverything() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         // A Unix socket: its small kernel buffers (no TCP autotuning) make
         // the queue fill deterministically.
         let path = temporarySocketPath()
@@ -245,7 +279,7 @@ struct AsyncConnectionTests {
 
     @Test("closeWrite half-closes after the writes: the peer reads to EOF and can still answer")
     func halfClose() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
         var accepted = listener.makeAsyncIterator()
@@ -269,7 +303,7 @@ struct AsyncConnectionTests {
 
     @Test("Task cancellation cancels a pending connect (stuck in name resolution)")
     func cancelPendingConnect() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let resolver = HangingResolver()
         let asked = resolver.asked
         let cancelled = resolver.cancelled
@@ -305,7 +339,7 @@ struct AsyncConnectionTests {
 
     @Test("a refused connect throws ConnectionRefusedError")
     func connectRefused() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let port = listener.port
         await listener.close()
@@ -320,7 +354,7 @@ struct AsyncConnectionTests {
 
     @Test("connectTCP { protocol } returns the protocol after its connectionMade ran")
     func connectProtocol() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let server = serveEcho(listener)
 
@@ -339,7 +373,7 @@ struct AsyncConnectionTests {
 
     @Test("the peer's reset makes inbound throw ConnectionLost, and writes then throw it too")
     func peerReset() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let raw = rawConnect(port: listener.port)
         var accepted = listener.makeAsyncIterator()
@@ -357,7 +391,7 @@ struct AsyncConnectionTests {
 
     @Test("abort: our inbound delivers what was buffered, then ends; the peer sees the end")
     func abortLocally() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
         var accepted = listener.makeAsyncIterator()
@@ -377,7 +411,7 @@ struct AsyncConnectionTests {
 
     @Test("stopping the reactor ends waiting readers and fails pending connects")
     func reactorStop() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
         let resolver = HangingResolver()
@@ -409,7 +443,7 @@ struct AsyncConnectionTests {
 
     @Test("one task at a time on inbound; a cancelled read loses nothing")
     func cancelledRead() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
         var accepted = listener.makeAsyncIterator()
@@ -432,7 +466,7 @@ struct AsyncConnectionTests {
 
     @Test("accept back-pressure: at most maxPendingConnections wait, none is lost")
     func acceptBackPressure() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", maxPendingConnections: 2)
         var clients: [AsyncConnection] = []
         for _ in 0..<5 {
@@ -468,7 +502,7 @@ struct AsyncConnectionTests {
 struct AsyncReleaseTests {
     @Test("a write cancelled while waiting for the high-water mark is never sent; later writes are")
     func cancelledWriteIsNotSent() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         let path = temporarySocketPath()
         let listener = try await thread.reactor.listen(unixPath: path)
         let client = try await thread.reactor.connect(unixPath: path)
@@ -506,7 +540,7 @@ struct AsyncReleaseTests {
 
     @Test("cancelling close() aborts the connection: the stuck write throws ConnectionAborted")
     func cancelledCloseAborts() async throws {
-        let thread = await ReactorThread.start(timeLimit: 50)
+        let thread = await BackgroundReactor.start(timeLimit: 50)
         let path = temporarySocketPath()
         let listener = try await thread.reactor.listen(unixPath: path)
         let client = try await thread.reactor.connect(unixPath: path)
@@ -536,7 +570,7 @@ struct AsyncReleaseTests {
 
     @Test("dropping the last reference to a connection closes it; closing a listener closes the connections nobody took")
     func releaseCloses() async throws {
-        let thread = await ReactorThread.start()
+        let thread = await BackgroundReactor.start()
         let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
         var accepted = listener.makeAsyncIterator()
 

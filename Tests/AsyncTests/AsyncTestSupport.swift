@@ -1,79 +1,54 @@
 // Helpers for the async API tests: a reactor running on its own thread
-// (swap for the reactor's own runInBackground once it lands), reactor-thread
-// hops, and condition waits that poll on reactor timer events (no sleeps).
+// (runInBackground) with a watchdog, reactor-thread hops, and condition waits
+// that poll on reactor timer events (no sleeps).
 
 import Glibc
 @testable import Swisted
 import Testing
 
-/// A reactor run by a background pthread, with a watchdog: after `timeLimit`
-/// seconds it stops the reactor, and ``stop()`` reports it.
-final class ReactorThread: Sendable {
+/// A reactor run on its own thread by ``Reactor/runInBackground(name:installSignalHandlers:)``,
+/// with a watchdog: after `timeLimit` seconds it stops the reactor, and
+/// ``stop()`` reports it.
+final class BackgroundReactor: Sendable {
     let reactor = Reactor()
-    private let finished = Locked<(result: Finish?, waiter: CheckedContinuation<Finish, Never>?)>((nil, nil))
-
-    struct Finish: Sendable {
-        var watchdogFired: Bool
-        var openHandles: Int
-    }
+    private let thread: ReactorThread?
+    private let watchdogFired = Locked(false)
+    private let watchdog: UncheckedBox<DelayedCall?>
 
     /// Starts the reactor on a new thread and returns once it runs.
-    static func start(timeLimit: Double = 20) async -> ReactorThread {
-        let thread = ReactorThread()
-        await thread.run(timeLimit: timeLimit)
-        return thread
+    static func start(timeLimit: Double = 20) async -> BackgroundReactor {
+        BackgroundReactor(timeLimit: timeLimit)
     }
 
-    private func run(timeLimit: Double) async {
+    private init(timeLimit: Double) {
         let reactor = reactor
-        let fired = Locked(false)
-        // Set up before run(): this thread owns the reactor until the new one takes it.
-        let watchdog = reactor.callLater(timeLimit) {
+        let fired = watchdogFired
+        // Set up before it runs: this thread owns the reactor until runInBackground.
+        watchdog = UncheckedBox(reactor.callLater(timeLimit) {
             fired.withLock { $0 = true }
             try? reactor.stop()
-        }
-        let watchdogBox = UncheckedBox(watchdog)
-        await withCheckedContinuation { (running: CheckedContinuation<Void, Never>) in
-            reactor.callWhenRunning { running.resume() }
-            spawnThread { [self] in
-                do { try reactor.run() } catch { Issue.record("reactor.run failed: \(error)") }
-                // Stopped: this thread may use the reactor again.
-                if watchdogBox.value.active { try? watchdogBox.value.cancel() }
-                let result = Finish(watchdogFired: fired.withLock { $0 }, openHandles: reactor.openHandleCount)
-                let waiter = finished.withLock { state -> CheckedContinuation<Finish, Never>? in
-                    state.result = result
-                    return state.waiter
-                }
-                waiter?.resume(returning: result)
-            }
+        })
+        do {
+            thread = try reactor.runInBackground(name: "async-tests")
+        } catch {
+            Issue.record("runInBackground failed: \(error)")
+            thread = nil
         }
     }
 
     /// Stops the reactor, waits for run() to return, and checks it stopped by
     /// itself (not the watchdog) with every handle closed.
     func stop(sourceLocation: SourceLocation = #_sourceLocation) async {
-        let reactor = reactor
-        reactor.callFromThread { try? reactor.stop() }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Finish, Never>) in
-            let done = finished.withLock { state -> Finish? in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let done { continuation.resume(returning: done) }
-        }
-        #expect(!result.watchdogFired, "the watchdog stopped the reactor: the test never finished by itself", sourceLocation: sourceLocation)
-        #expect(result.openHandles == 0, "handles left open after run() returned", sourceLocation: sourceLocation)
+        await thread?.stop()
+        // Stopped: this thread may use the reactor again.
+        if let call = watchdog.value, call.active { try? call.cancel() }
+        #expect(!watchdogFired.withLock { $0 }, "the watchdog stopped the reactor: the test never finished by itself", sourceLocation: sourceLocation)
+        #expect(reactor.openHandleCount == 0, "handles left open after run() returned", sourceLocation: sourceLocation)
     }
 
     /// Runs `body` on the reactor thread and returns its result.
     func onReactor<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        let reactor = reactor
-        return try await withCheckedThrowingContinuation { continuation in
-            reactor.callFromThread {
-                continuation.resume(with: Result { try body() })
-            }
-        }
+        try await reactor.submit(body)
     }
 
     /// Waits until `condition` holds on the reactor thread, checking every
@@ -113,24 +88,6 @@ final class Recurring {
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-private final class ThreadBody: @unchecked Sendable {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Runs `body` on a new detached pthread.
-func spawnThread(_ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { argument in
-        let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
-        body.body()
-        return nil
-    }, box)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    pthread_detach(thread)
 }
 
 /// The byte at `offset` of a test stream: a pattern with a long period, so
