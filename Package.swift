@@ -60,6 +60,10 @@ let package = Package(
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
         .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
+        // A server that runs out of file descriptors on purpose (a low
+        // RLIMIT_NOFILE), started by EMFILETests as a child process so the
+        // limit never touches the test process.
+        .executableTarget(name: "swisted-emfile-check", dependencies: ["Swisted"], path: "Tests/swisted-emfile-check"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
