@@ -200,7 +200,7 @@ struct EMFILETests {
         #expect(helper.finish() == 0, "helper output: \(helper.lines)")
         let logs = helper.lines.filter { $0.hasPrefix("LOG ") }
         #expect(logs.isEmpty, "libuv handled it silently; logged: \(logs)")
-        #expect(helper.lines.last == "DONE")
+        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 
     @Test("the port's own reserve: when libuv's cannot help, accepting pauses (no spin, one log line), the others echo, and the held connection is served once descriptors free up")
@@ -237,6 +237,26 @@ struct EMFILETests {
         #expect(logs.count == 2, "\(logs)")
         #expect(logs.first?.contains("out of file descriptors") == true && logs.first?.contains("pausing accepts") == true, "\(logs)")
         #expect(logs.last?.contains("free again") == true, "\(logs)")
-        #expect(helper.lines.last == "DONE")
+        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
+    }
+
+    @Test("the port's own reserve: reactor.stop() while accepting is paused closes the held connection and every handle")
+    func ownReserveStopWhilePaused() throws {
+        let helper = try Helper(mode: "own-reserve", free: 8)
+        let banner = try #require(parseBanner(helper.readLine()), "helper said: \(helper.lines)")
+
+        let (served, held, _) = fill(port: banner.port, upTo: banner.free)
+        #expect(served.count == banner.free)
+        let control = try #require(served.first)
+        held.send("echo held")
+        #expect(control.ask("stats") == .line("open \(banner.free) logs 1"))
+
+        #expect(control.ask("quit") == .line("bye"))
+        // libuv held it; closing the port closed it, unanswered.
+        #expect(held.readLine() == .closed)
+        #expect(helper.finish() == 0, "helper output: \(helper.lines)")
+        let logs = helper.lines.filter { $0.hasPrefix("LOG ") }
+        #expect(logs.count == 1, "\(logs)")
+        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 }

@@ -26,7 +26,8 @@
 //   cpu SECONDS    -> cpu <process CPU seconds> wall <seconds>, over a window of
 //                     SECONDS starting now (getrusage)
 //   quit           -> bye, then the reactor stops
-// After the reactor stopped it prints `LOG <line>` per logged line, then `DONE`.
+// After the reactor stopped it prints `LOG <line>` per logged line,
+// `HANDLES <reactor.openHandleCount>`, then `DONE`.
 
 import Glibc
 import Swisted
@@ -44,6 +45,11 @@ guard arguments.count == 3, ["libuv-reserve", "own-reserve"].contains(arguments[
 let mode = arguments[1]
 
 func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
+
+// Descriptors inherited from the test process (its sockets, if the spawn
+// left them open) would blur the count below, and would keep the test
+// process's own sockets alive: close them first.
+for fd in Int32(3)..<Int32(4096) where isOpen(fd) { close(fd) }
 
 func processCPUSeconds() -> Double {
     var usage = rusage()
@@ -183,5 +189,6 @@ if mode == "own-reserve" {
 say("PORT \(portNumber) FREE \(free) LIMIT \(limit)")
 try reactor.run()
 for line in server.logs { say("LOG \(line)") }
+say("HANDLES \(reactor.openHandleCount)")
 say("DONE")
 exit(0)

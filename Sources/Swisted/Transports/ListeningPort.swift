@@ -226,7 +226,10 @@ public final class ListeningPort: HandleOwning {
             if failedAccepts == 1 { reactor.logError("Swisted: accept failed on \(getHost()): \(error)") }
             return
         }
-        // Out of descriptors, and libuv's own reserve did not help.
+        // Out of descriptors, and libuv's own reserve did not help. (Linux
+        // needs a free descriptor before it looks at the queue, so this also
+        // comes right after the last one was used, with nobody waiting: then
+        // the connection held is the next one to arrive.)
         if reserveFD >= 0, !holdNextAccept {
             close(reserveFD)
             reserveFD = -1
