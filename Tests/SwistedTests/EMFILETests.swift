@@ -85,6 +85,7 @@ private final class Helper {
     private(set) var lines: [String] = []
 
     init(mode: String, free: Int, limit: Double = 30) throws {
+        try #require(helperBuilt, "swisted-emfile-check is not built; run `swift build --build-tests` (or `make test`) first")
         process.executableURL = helperDirectory.appendingPathComponent("swisted-emfile-check")
         process.arguments = [mode, String(free)]
         process.standardOutput = output
@@ -145,8 +146,7 @@ private func parseCPU(_ reply: LineConnection.Reply) -> (cpu: Double, wall: Doub
 
 private let helperBuilt = FileManager.default.isExecutableFile(atPath: helperDirectory.appendingPathComponent("swisted-emfile-check").path)
 
-@Suite("Reliability: out of file descriptors on accept (child process with a low RLIMIT_NOFILE)",
-       .enabled(if: helperBuilt, "swisted-emfile-check is not built; run `swift build` first"))
+@Suite("Reliability: out of file descriptors on accept (child process with a low RLIMIT_NOFILE)")
 struct EMFILETests {
     /// Opens connections until one is not served; returns the served ones
     /// (which answered `echo`) and the reply of the first one that was not.
