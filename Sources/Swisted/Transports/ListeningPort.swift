@@ -28,9 +28,10 @@ import Glibc
 ///   50 ms to 1 s (doubling); once a descriptor is free again it takes its
 ///   reserve back, serves the held connection and accepts again. One line
 ///   is logged when this starts and one when it ends.
-/// - If even that is impossible (the port's reserve could not be opened, or
-///   freeing it did not help), the port logs the error and stops listening
-///   rather than keep the reactor spinning.
+/// - If even that is impossible (the port's reserve could not be opened, at
+///   listen time or at any accept since, or freeing it did not help), the
+///   port logs the error and stops listening rather than keep the reactor
+///   spinning.
 ///
 /// Other accept errors are logged once per run of consecutive failures.
 ///
@@ -201,6 +202,10 @@ public final class ListeningPort: HandleOwning {
             reactor.logError("Swisted: accept failed on \(getHost()): \(UVError(code: rc))")
             connection.closeNow(ConnectionLost(UVError(code: rc)))
             return
+        }
+        if reserveFD < 0, !holdNextAccept {
+            // The port was made with no descriptor free for its reserve: take one now if there is.
+            reserveFD = ListeningPort.openReserve()
         }
         if failedAccepts > 0 {
             if failedAccepts > 1 {
