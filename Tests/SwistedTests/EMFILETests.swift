@@ -27,12 +27,34 @@ private final class LineConnection {
     private(set) var fd: Int32
     private var buffer: [UInt8] = []
 
+    /// Connects to 127.0.0.1:`port`.
     init(port: Int) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = LineConnection.socket(AF_INET)
+        _ = Raw.connect(fd, port: port)
+    }
+
+    /// Connects to the Unix socket at `path`.
+    init(unixPath path: String) {
+        fd = LineConnection.socket(AF_UNIX)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let bytes = Array(path.utf8)
+            precondition(bytes.count < buffer.count, "socket path too long")
+            buffer.copyBytes(from: bytes)
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        precondition(rc == 0, "connect(\(path)) failed: errno \(errno)")
+    }
+
+    private static func socket(_ family: Int32) -> Int32 {
+        let fd = Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         precondition(fd >= 0, "socket() failed: errno \(errno)")
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = Raw.connect(fd, port: port)
+        return fd
     }
 
     deinit { close() }
@@ -84,10 +106,10 @@ private final class Helper {
     private var pending: [UInt8] = []
     private(set) var lines: [String] = []
 
-    init(mode: String, free: Int, limit: Double = 30) throws {
+    init(mode: String, free: Int, unixPath: String? = nil, limit: Double = 30) throws {
         try #require(helperBuilt, "swisted-emfile-check is not built; run `swift build --build-tests` (or `make test`) first")
         process.executableURL = helperDirectory.appendingPathComponent("swisted-emfile-check")
-        process.arguments = [mode, String(free)]
+        process.arguments = [mode, String(free)] + (unixPath.map { [$0] } ?? [])
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
@@ -146,14 +168,56 @@ private func parseCPU(_ reply: LineConnection.Reply) -> (cpu: Double, wall: Doub
 
 private let helperBuilt = FileManager.default.isExecutableFile(atPath: helperDirectory.appendingPathComponent("swisted-emfile-check").path)
 
+/// The kind of socket the helper listens on.
+enum SocketFamily: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case tcp, unix
+    var testDescription: String { rawValue }
+}
+
+/// The helper, started listening on `family`, and how to connect to it.
+private struct Server {
+    let helper: Helper
+    let free: Int
+    let connect: () -> LineConnection
+    private let directory: String?
+
+    init(mode: String, family: SocketFamily) throws {
+        var unixPath: String?
+        if family == .unix {
+            var template = Array("/tmp/swisted-emfile-XXXXXX".utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+            let directory = try #require(made.map { String(cString: $0) }, "mkdtemp failed: errno \(errno)")
+            self.directory = directory
+            unixPath = directory + "/socket"
+        } else {
+            directory = nil
+        }
+        helper = try Helper(mode: mode, free: 8, unixPath: unixPath)
+        let banner = try #require(parseBanner(helper.readLine()), "helper said: \(helper.lines)")
+        free = banner.free
+        if let unixPath {
+            connect = { LineConnection(unixPath: unixPath) }
+        } else {
+            connect = { LineConnection(port: banner.port) }
+        }
+    }
+
+    /// Removes the Unix socket's directory (the socket file is gone once the port closed).
+    func cleanUp() {
+        guard let directory else { return }
+        unlink(directory + "/socket")
+        rmdir(directory)
+    }
+}
+
 @Suite("Reliability: out of file descriptors on accept (child process with a low RLIMIT_NOFILE)")
 struct EMFILETests {
     /// Opens connections until one is not served; returns the served ones
     /// (which answered `echo`) and the reply of the first one that was not.
-    private func fill(port: Int, upTo maximum: Int) -> (served: [LineConnection], extra: LineConnection, reply: LineConnection.Reply) {
+    private func fill(_ server: Server, upTo maximum: Int) -> (served: [LineConnection], extra: LineConnection, reply: LineConnection.Reply) {
         var served: [LineConnection] = []
         while true {
-            let connection = LineConnection(port: port)
+            let connection = server.connect()
             if served.count >= maximum {
                 return (served, connection, .timedOut)  // not asked: the caller decides
             }
@@ -163,20 +227,23 @@ struct EMFILETests {
         }
     }
 
-    @Test("libuv's reserve: connections past the limit are closed at once, the server idles, the others echo, and it accepts again")
-    func libuvReserve() throws {
-        let helper = try Helper(mode: "libuv-reserve", free: 8)
-        let banner = try #require(parseBanner(helper.readLine()), "helper said: \(helper.lines)")
+    @Test("libuv's reserve: connections past the limit are closed at once, the server idles, the others echo, and it accepts again",
+          arguments: SocketFamily.allCases)
+    func libuvReserve(family: SocketFamily) throws {
+        let server = try Server(mode: "libuv-reserve", family: family)
+        defer { server.cleanUp() }
+        let helper = server.helper
+        let free = server.free
 
         // Every free descriptor number takes one connection: `free` are served.
-        let (served, extra, extraReply) = fill(port: banner.port, upTo: banner.free + 2)
-        #expect(served.count == banner.free)
+        let (served, extra, extraReply) = fill(server, upTo: free + 2)
+        #expect(served.count == free)
         #expect(extraReply == .closed, "the connection past the limit: \(extraReply)")
         extra.close()
         let control = try #require(served.first)
 
         // More connections keep coming while at the limit (each is dropped), then a quiet window.
-        let more = (0..<5).map { _ in LineConnection(port: banner.port) }
+        let more = (0..<5).map { _ in server.connect() }
         for connection in more {
             #expect(connection.ask("echo dropped?") == .closed)
         }
@@ -192,8 +259,8 @@ struct EMFILETests {
         // Two close; once the server saw it, new connections are served again.
         served[1].close()
         served[2].close()
-        #expect(control.ask("await-open \(banner.free - 2)") == .line("open \(banner.free - 2)"))
-        let again = LineConnection(port: banner.port)
+        #expect(control.ask("await-open \(free - 2)") == .line("open \(free - 2)"))
+        let again = server.connect()
         #expect(again.ask("echo back") == .line("back"))
 
         #expect(control.ask("quit") == .line("bye"))
@@ -203,18 +270,21 @@ struct EMFILETests {
         #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 
-    @Test("the port's own reserve: when libuv's cannot help, accepting pauses (no spin, one log line), the others echo, and the held connection is served once descriptors free up")
-    func ownReserve() throws {
-        let helper = try Helper(mode: "own-reserve", free: 8)
-        let banner = try #require(parseBanner(helper.readLine()), "helper said: \(helper.lines)")
+    @Test("the port's own reserve: when libuv's cannot help, accepting pauses (no spin, one log line), the others echo, and the held connection is served once descriptors free up",
+          arguments: SocketFamily.allCases)
+    func ownReserve(family: SocketFamily) throws {
+        let server = try Server(mode: "own-reserve", family: family)
+        defer { server.cleanUp() }
+        let helper = server.helper
+        let free = server.free
 
-        let (served, held, _) = fill(port: banner.port, upTo: banner.free)
-        #expect(served.count == banner.free)
+        let (served, held, _) = fill(server, upTo: free)
+        #expect(served.count == free)
         let control = try #require(served.first)
 
         // One more: accepted into the port's reserve descriptor and held, not served.
         held.send("echo held")
-        #expect(control.ask("stats") == .line("open \(banner.free) logs 1"))
+        #expect(control.ask("stats") == .line("open \(free) logs 1"))
 
         let usage = try #require(parseCPU(control.ask("cpu 0.5")))
         #expect(usage.cpu < usage.wall * 0.5, "the server used \(usage.cpu) s of CPU in \(usage.wall) s while paused")
@@ -225,10 +295,10 @@ struct EMFILETests {
 
         // Four close: the port takes its reserve back and serves the held connection.
         for connection in served[1...4] { connection.close() }
-        #expect(control.ask("await-open \(banner.free - 4)") == .line("open \(banner.free - 4)"))
+        #expect(control.ask("await-open \(free - 4)") == .line("open \(free - 4)"))
         #expect(held.readLine() == .line("held"))
-        #expect(control.ask("stats") == .line("open \(banner.free - 3) logs 2"))
-        let again = LineConnection(port: banner.port)
+        #expect(control.ask("stats") == .line("open \(free - 3) logs 2"))
+        let again = server.connect()
         #expect(again.ask("echo back") == .line("back"))
 
         #expect(control.ask("quit") == .line("bye"))
@@ -240,16 +310,19 @@ struct EMFILETests {
         #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 
-    @Test("the port's own reserve: reactor.stop() while accepting is paused closes the held connection and every handle")
-    func ownReserveStopWhilePaused() throws {
-        let helper = try Helper(mode: "own-reserve", free: 8)
-        let banner = try #require(parseBanner(helper.readLine()), "helper said: \(helper.lines)")
+    @Test("the port's own reserve: reactor.stop() while accepting is paused closes the held connection and every handle",
+          arguments: SocketFamily.allCases)
+    func ownReserveStopWhilePaused(family: SocketFamily) throws {
+        let server = try Server(mode: "own-reserve", family: family)
+        defer { server.cleanUp() }
+        let helper = server.helper
+        let free = server.free
 
-        let (served, held, _) = fill(port: banner.port, upTo: banner.free)
-        #expect(served.count == banner.free)
+        let (served, held, _) = fill(server, upTo: free)
+        #expect(served.count == free)
         let control = try #require(served.first)
         held.send("echo held")
-        #expect(control.ask("stats") == .line("open \(banner.free) logs 1"))
+        #expect(control.ask("stats") == .line("open \(free) logs 1"))
 
         #expect(control.ask("quit") == .line("bye"))
         // libuv held it; closing the port closed it, unanswered.

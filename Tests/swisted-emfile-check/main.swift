@@ -2,11 +2,11 @@
 // on purpose, started by Tests/SwistedTests/EMFILETests.swift as a child
 // process (the low RLIMIT_NOFILE must not touch the test process).
 //
-//     swisted-emfile-check libuv-reserve|own-reserve FREE
+//     swisted-emfile-check libuv-reserve|own-reserve FREE [UNIX-SOCKET-PATH]
 //
-// It listens on 127.0.0.1 (port 0), lowers its soft RLIMIT_NOFILE so that
+// It listens on 127.0.0.1 (port 0), or on the Unix socket given, lowers its soft RLIMIT_NOFILE so that
 // exactly FREE descriptor numbers are left free, prints
-// `PORT <port> FREE <free> LIMIT <limit>` and serves until told to quit.
+// `PORT <port> FREE <free> LIMIT <limit>` (port 0 for a Unix socket) and serves until told to quit.
 //
 // Modes:
 // - libuv-reserve: nothing special; libuv's reserve descriptor (opened with
@@ -38,11 +38,13 @@ func say(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 3, ["libuv-reserve", "own-reserve"].contains(arguments[1]), let free = Int(arguments[2]), free > 0 else {
-    say("usage: swisted-emfile-check libuv-reserve|own-reserve FREE")
+guard arguments.count == 3 || arguments.count == 4, ["libuv-reserve", "own-reserve"].contains(arguments[1]),
+      let free = Int(arguments[2]), free > 0 else {
+    say("usage: swisted-emfile-check libuv-reserve|own-reserve FREE [UNIX-SOCKET-PATH]")
     exit(2)
 }
 let mode = arguments[1]
+let unixPath = arguments.count == 4 ? arguments[3] : nil
 
 func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
 
@@ -156,8 +158,9 @@ if mode == "own-reserve" {
     for fd in placeholders where fd >= 0 { close(fd) }
 }
 
-let port = try reactor.listenTCP(0, LineFactory(server), interface: "127.0.0.1")
-let portNumber = (port.getHost() as! any IPAddress).port
+let port = try unixPath.map { try reactor.listenUNIX($0, LineFactory(server)) }
+    ?? reactor.listenTCP(0, LineFactory(server), interface: "127.0.0.1")
+let portNumber = (port.getHost() as? any IPAddress)?.port ?? 0
 
 // The lowest limit that leaves exactly `free` descriptor numbers free below it.
 var limit: Int32 = 0
