@@ -68,6 +68,10 @@ let package = Package(
         // checks it ends as it began (Tools/README.md).
         .executableTarget(name: "soak-server", dependencies: ["Swisted"], path: "Tools/soak-server"),
         .executableTarget(name: "soak-driver", path: "Tools/soak-driver"),
+        // A server that runs out of file descriptors on purpose (a low
+        // RLIMIT_NOFILE), started by EMFILETests as a child process so the
+        // limit never touches the test process.
+        .executableTarget(name: "swisted-emfile-check", dependencies: ["Swisted"], path: "Tests/swisted-emfile-check"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
