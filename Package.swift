@@ -8,6 +8,9 @@ let package = Package(
         // In-memory transports, a hand-driven clock and a fake reactor, for
         // testing protocols (yours too) without sockets or real time.
         .library(name: "SwistedTesting", targets: ["SwistedTesting"]),
+        // A reactor as a swift-service-lifecycle Service (graceful shutdown);
+        // separate so the core library does not depend on service-lifecycle.
+        .library(name: "SwistedServiceLifecycle", targets: ["SwistedServiceLifecycle"]),
         .executable(name: "echo-server", targets: ["echo-server"]),
         .executable(name: "echo-client", targets: ["echo-client"]),
         .executable(name: "poetry-server", targets: ["poetry-server"]),
@@ -20,6 +23,7 @@ let package = Package(
         // The library logs what nobody else handles (errors thrown by protocols,
         // delayed calls, Deferreds) through swift-log, so services route it.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,6 +34,10 @@ let package = Package(
         ),
         .target(name: "Swisted", dependencies: ["CLibUV", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SwistedTesting", dependencies: ["Swisted"]),
+        .target(
+            name: "SwistedServiceLifecycle",
+            dependencies: ["Swisted", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+        ),
         .executableTarget(
             name: "echo-server",
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -77,6 +85,14 @@ let package = Package(
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTests", dependencies: ["Swisted", .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "ConnectionLifeTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(
+            name: "ServiceLifecycleTests",
+            dependencies: [
+                "Swisted", "SwistedServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
