@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "poetry-server", targets: ["poetry-server"]),
         .executable(name: "get-poetry", targets: ["get-poetry"]),
         .executable(name: "swisted-proxy", targets: ["swisted-proxy"]),
+        .executable(name: "swisted-kv", targets: ["swisted-kv"]),
     ],
     dependencies: [
         // Only the example executables use it.
@@ -66,6 +67,19 @@ let package = Package(
             name: "get-poetry",
             dependencies: ["Swisted", "PoetryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/poetry/client"
+        ),
+        // The async example: a key-value server whose store is an actor on the
+        // reactor's executor, run by a ServiceGroup.
+        .target(name: "KeyValue", dependencies: ["Swisted"], path: "Examples/kv/KeyValue"),
+        .executableTarget(
+            name: "swisted-kv",
+            dependencies: [
+                "Swisted", "KeyValue", "SwistedServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/kv/server"
         ),
         // Runs the UDP multicast and broadcast scenarios inside a private
         // network namespace that UDPMulticastTests create (unshare -n), so no
