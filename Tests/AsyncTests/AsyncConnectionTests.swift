@@ -477,7 +477,7 @@ struct AsyncConnectionTests {
         await thread.eventually("two connections wait and accepting is paused") {
             core.state.withLock { $0.count == 2 && $0.acceptPaused }
         }
-        let paused = try await thread.onReactor { core.port?.acceptPaused == true }
+        let paused = try await thread.onReactor { core.port?.consumerPaused == true }
         #expect(paused)
 
         var servers: [AsyncConnection] = []

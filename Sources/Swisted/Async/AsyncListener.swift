@@ -141,7 +141,7 @@ final class ListenerCore: @unchecked Sendable {
             return (nil, true)
         }
         reader?.resume(returning: connection)
-        if pause { port?.acceptPaused = true }
+        if pause { port?.consumerPaused = true }
     }
 
     /// Reactor thread: the consumer made room.
@@ -153,7 +153,7 @@ final class ListenerCore: @unchecked Sendable {
             state.acceptPaused = false
             return true
         }
-        if resume { port?.acceptPaused = false }
+        if resume { port?.consumerPaused = false }
     }
 
     /// Reactor thread: stop listening; `waiter` (if any) hears when the port is closed.
