@@ -3,10 +3,12 @@
 #               (the echo demo: Examples/echo/demo.sh .build/debug)
 #   make test   same install step, then the whole test suite
 #   make bench  the benchmarks (Benchmarks/), writing Benchmarks/RESULTS.md
+#   make check  the whole test suite under AddressSanitizer (with LeakSanitizer),
+#               then under ThreadSanitizer; fails on any sanitizer report
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps build demo test bench bench-quick clean
+.PHONY: deps build demo test check bench bench-quick clean
 
 # Quiet when everything is there; apt-get only for what is missing.
 deps:
@@ -25,6 +27,39 @@ demo: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# The suite under AddressSanitizer (LeakSanitizer on: any leak fails the run),
+# then under ThreadSanitizer, each in its own scratch directory so the normal
+# .build stays as it is. A run fails if the tests fail, if the test process
+# exits non-zero (ASan aborts at its first report, LSan exits 23 and TSan 66
+# at exit when they reported anything) or if the output has any sanitizer
+# report at all (child processes, e.g. swisted-netns-check, report there too).
+# Suppressions: Tests/lsan-suppressions.txt, Foundation only, each with its reason.
+# XCTest is off (--disable-xctest): the suite is Swift Testing only, and an
+# empty XCTest run leaks XCTest's own objects; the guard fails if XCTest tests appear.
+SANITIZER_REPORT := ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Leak|Thread|UndefinedBehavior)Sanitizer
+LSAN_SUPPRESSIONS := $(CURDIR)/Tests/lsan-suppressions.txt
+
+# $(call sanitized_test,SANITIZER,SCRATCH,ENV): the prebuilt suite under one
+# sanitizer, its output also in SCRATCH/check.log; fails on a report or a non-zero exit.
+define sanitized_test
+	@echo "$(3) $(SWIFT) test --skip-build --disable-xctest --sanitize=$(1) --scratch-path $(2)"
+	@{ env $(3) $(SWIFT) test --skip-build --disable-xctest --sanitize=$(1) --scratch-path $(2); \
+		echo $$? > $(2)/check.status; } 2>&1 | tee $(2)/check.log
+	@if grep -Eq '$(SANITIZER_REPORT)' $(2)/check.log; then \
+		echo "make check: $(1) sanitizer report(s) above (log: $(2)/check.log)"; exit 1; fi
+	@status=$$(cat $(2)/check.status); if [ "$$status" != 0 ]; then \
+		echo "make check: swift test under the $(1) sanitizer exited $$status (log: $(2)/check.log)"; exit 1; fi
+	@echo "make check: $(1) sanitizer run clean"
+endef
+
+check: deps
+	@if grep -rlqs '^import XCTest' Tests; then \
+		echo "make check: XCTest tests found; run them under the sanitizers too (drop --disable-xctest)"; exit 1; fi
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(call sanitized_test,address,.build-asan,ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(LSAN_SUPPRESSIONS):print_suppressions=0)
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(call sanitized_test,thread,.build-tsan,TSAN_OPTIONS=halt_on_error=0:exitcode=66)
 
 # Swisted vs raw libuv C vs SwiftNIO, side by side (see Benchmarks/README.md).
 bench: deps
