@@ -5,6 +5,7 @@
 #   make bench  the benchmarks (Benchmarks/), writing Benchmarks/RESULTS.md
 #   make check  the whole test suite under AddressSanitizer (with LeakSanitizer),
 #               then under ThreadSanitizer; fails on any sanitizer report
+#               (make check SANITIZERS=address: ASan only; SANITIZERS=thread: TSan only)
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -37,29 +38,32 @@ test: deps
 # Suppressions: Tests/lsan-suppressions.txt, Foundation only, each with its reason.
 # XCTest is off (--disable-xctest): the suite is Swift Testing only, and an
 # empty XCTest run leaks XCTest's own objects; the guard fails if XCTest tests appear.
+# SANITIZERS=address runs only the first (CI does, see .ci/run).
+SANITIZERS ?= address thread
 SANITIZER_REPORT := ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Leak|Thread|UndefinedBehavior)Sanitizer
-LSAN_SUPPRESSIONS := $(CURDIR)/Tests/lsan-suppressions.txt
-
-# $(call sanitized_test,SANITIZER,SCRATCH,ENV): the prebuilt suite under one
-# sanitizer, its output also in SCRATCH/check.log; fails on a report or a non-zero exit.
-define sanitized_test
-	@echo "$(3) $(SWIFT) test --skip-build --disable-xctest --sanitize=$(1) --scratch-path $(2)"
-	@{ env $(3) $(SWIFT) test --skip-build --disable-xctest --sanitize=$(1) --scratch-path $(2); \
-		echo $$? > $(2)/check.status; } 2>&1 | tee $(2)/check.log
-	@if grep -Eq '$(SANITIZER_REPORT)' $(2)/check.log; then \
-		echo "make check: $(1) sanitizer report(s) above (log: $(2)/check.log)"; exit 1; fi
-	@status=$$(cat $(2)/check.status); if [ "$$status" != 0 ]; then \
-		echo "make check: swift test under the $(1) sanitizer exited $$status (log: $(2)/check.log)"; exit 1; fi
-	@echo "make check: $(1) sanitizer run clean"
-endef
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt:print_suppressions=0
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=0:exitcode=66
 
 check: deps
 	@if grep -rlqs '^import XCTest' Tests; then \
 		echo "make check: XCTest tests found; run them under the sanitizers too (drop --disable-xctest)"; exit 1; fi
-	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	$(call sanitized_test,address,.build-asan,ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(LSAN_SUPPRESSIONS):print_suppressions=0)
-	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
-	$(call sanitized_test,thread,.build-tsan,TSAN_OPTIONS=halt_on_error=0:exitcode=66)
+	@set -e; for sanitizer in $(SANITIZERS); do \
+		case $$sanitizer in \
+			address) dir=.build-asan; env="$(ASAN_ENV)" ;; \
+			thread) dir=.build-tsan; env="$(TSAN_ENV)" ;; \
+			*) echo "make check: unknown sanitizer '$$sanitizer' (address, thread)"; exit 2 ;; \
+		esac; \
+		echo "$(SWIFT) build --build-tests --sanitize=$$sanitizer --scratch-path $$dir"; \
+		$(SWIFT) build --build-tests --sanitize=$$sanitizer --scratch-path $$dir; \
+		echo "$$env $(SWIFT) test --skip-build --disable-xctest --sanitize=$$sanitizer --scratch-path $$dir"; \
+		{ env $$env $(SWIFT) test --skip-build --disable-xctest --sanitize=$$sanitizer --scratch-path $$dir; \
+			echo $$? > $$dir/check.status; } 2>&1 | tee $$dir/check.log; \
+		if grep -Eq '$(SANITIZER_REPORT)' $$dir/check.log; then \
+			echo "make check: $$sanitizer sanitizer report(s) above (log: $$dir/check.log)"; exit 1; fi; \
+		status=$$(cat $$dir/check.status); if [ "$$status" != 0 ]; then \
+			echo "make check: swift test under the $$sanitizer sanitizer exited $$status (log: $$dir/check.log)"; exit 1; fi; \
+		echo "make check: $$sanitizer sanitizer run clean"; \
+	done
 
 # Swisted vs raw libuv C vs SwiftNIO, side by side (see Benchmarks/README.md).
 bench: deps
