@@ -1,0 +1,150 @@
+import Glibc
+import Swisted
+import Synchronization
+import Testing
+
+@Suite("Deferred: async/await bridges")
+struct AsyncBridgeTests {
+    @Test("await value returns a fired Deferred's value, or throws its error")
+    func awaitFired() async throws {
+        let d = Deferred<Int>.succeed(3)
+        #expect(try await d.value == 3)
+        let f = Deferred<Int>.fail(Boom(tag: 1))
+        await #expect(throws: Boom(tag: 1)) { try await f.value }
+    }
+
+    @Test("await value waits for a pending Deferred, fired by other code of the same actor")
+    @MainActor
+    func awaitPending() async throws {
+        let d = Deferred<String>()
+        let later = d.addCallback { $0 + "!" }
+        Task { @MainActor in try d.callback("hello") }
+        #expect(try await later.value == "hello!")
+        // Steps added after an await still see the result.
+        let outcome = Outcome<String>()
+        later.record(into: outcome)
+        #expect(outcome.values == ["hello!"])
+    }
+
+    @Test("An awaited error counts as handled: nothing is logged")
+    @MainActor
+    func awaitedErrorHandled() async throws {
+        let log = TestLog()
+        do {
+            let d = Deferred<Int>()
+            d.logger = log.logger
+            Task { @MainActor in try d.errback(Boom(tag: 2)) }
+            await #expect(throws: Boom(tag: 2)) { try await d.value }
+        }
+        #expect(log.messages.isEmpty, "\(log.messages)")
+    }
+
+    @Test("Cancelling the awaiting task cancels the Deferred; value throws CancelledError")
+    @MainActor
+    func cancelAwaitingTask() async throws {
+        var cancellerRan = false
+        let d = Deferred<Int>(canceller: { _ in cancellerRan = true })
+        var task: Task<Int, any Error>?
+        // The test resumes only once the task has given up the main actor,
+        // i.e. is suspended inside value.
+        await withCheckedContinuation { (started: CheckedContinuation<Void, Never>) in
+            task = Task { @MainActor in
+                started.resume()
+                return try await d.value
+            }
+        }
+        #expect(!d.called)
+        task!.cancel()
+        let result = await task!.result
+        #expect(throws: CancelledError.self) { try result.get() }
+        #expect(cancellerRan)
+        #expect(d.called)
+    }
+
+    @Test("A canceller that fires a value on cancel: the cancelled await returns that value")
+    @MainActor
+    func cancellerValue() async throws {
+        let d = Deferred<Int>(canceller: { try? $0.callback(-1) })
+        let task = Task { @MainActor in
+            withUnsafeCurrentTask { $0?.cancel() }  // already cancelled when it awaits
+            return try await d.value
+        }
+        #expect(try await task.value == -1)
+    }
+
+    @Test("Deferred(reactor) { async } fires on the reactor's thread with the closure's value or error")
+    func fromAsyncClosure() async throws {
+        struct Seen: Sendable {
+            var report: RunReport
+            var onReactorThread: [Bool] = []
+            var values: [Int] = []
+            var errors: [Boom] = []
+        }
+        let seen = try await onOwnThread { () throws -> Seen in
+            let reactor = Reactor()
+            let reactorThread = currentThread()
+            var onReactorThread: [Bool] = []
+            let outcome = Outcome<Int>()
+            let good = Deferred(reactor) { () async throws -> Int in
+                try await Task.sleep(for: .milliseconds(1))
+                return 21
+            }
+            let bad = Deferred(reactor) { () async throws -> Int in throw Boom(tag: 3) }
+            let both = DeferredList([good.addCallback { $0 * 2 }, bad], consumeErrors: true)
+            both.addCallback { [unowned reactor] results in
+                onReactorThread.append(pthread_equal(currentThread(), reactorThread) != 0 && reactor.running)
+                for result in results {
+                    switch result {
+                    case .success(let value): outcome.values.append(value)
+                    case .failure(let error): outcome.errors.append(error)
+                    }
+                }
+                try reactor.stop()
+            }
+            let report = try runReactorReporting(reactor)
+            return Seen(report: report, onReactorThread: onReactorThread, values: outcome.values,
+                        errors: outcome.errors.compactMap { $0 as? Boom })
+        }
+        #expect(!seen.report.watchdogFired)
+        #expect(seen.report.openHandles == 0)
+        #expect(seen.onReactorThread == [true])
+        #expect(seen.values == [42])
+        #expect(seen.errors == [Boom(tag: 3)])
+    }
+
+    @Test("Cancelling a Deferred made from an async closure cancels its task")
+    func cancelAsyncClosure() async throws {
+        struct Seen: Sendable {
+            var report: RunReport
+            var taskSawCancellation: Bool
+            var cancelledErrors: Int
+            var otherOutcomes: Int
+        }
+        let seen = try await onOwnThread { () throws -> Seen in
+            let reactor = Reactor()
+            let sawCancellation = Atomic<Bool>(false)
+            let outcome = Outcome<Int>()
+            let d = Deferred(reactor) { () async throws -> Int in
+                do {
+                    try await Task.sleep(for: .seconds(60))  // cancelled long before
+                } catch {
+                    sawCancellation.store(error is CancellationError, ordering: .relaxed)
+                    reactor.callFromThread { try reactor.stop() }
+                    throw error
+                }
+                return 1
+            }
+            d.record(into: outcome)
+            reactor.callWhenRunning { d.cancel() }
+            let report = try runReactorReporting(reactor)
+            return Seen(report: report, taskSawCancellation: sawCancellation.load(ordering: .relaxed),
+                        cancelledErrors: outcome.errors.filter { $0 is CancelledError }.count,
+                        otherOutcomes: outcome.values.count + outcome.errors.filter { !($0 is CancelledError) }.count)
+        }
+        #expect(!seen.report.watchdogFired)
+        #expect(seen.report.openHandles == 0)
+        #expect(seen.taskSawCancellation)
+        #expect(seen.cancelledErrors == 1)
+        #expect(seen.otherOutcomes == 0)
+    }
+}
