@@ -93,6 +93,42 @@ struct DeferredChainTests {
         #expect(texts.values == ["recovered"])
     }
 
+    @Test("A same-type step returns the Deferred itself; a type-changing one a new Deferred, the original keeping its result")
+    func sameTypeIsSelf() throws {
+        let d = Deferred<Int>()
+        #expect(d.addCallback { $0 + 1 } === d)
+        #expect(d.addErrback { _ in 0 } === d)
+        #expect(d.addBoth { (result: Result<Int, any Error>) in try result.get() } === d)
+        let text = d.addCallback { "\($0)" }
+        let outcome = Outcome<Int>()
+        let texts = Outcome<String>()
+        text.record(into: texts)
+        try d.callback(1)
+        d.record(into: outcome)
+        #expect(texts.values == ["2"])
+        #expect(outcome.values == [2], "steps added to the original after a type change see its own result")
+    }
+
+    @Test("Multi-statement closures without a return type compile and resolve (Void steps, Void Deferreds)")
+    func voidClosures() throws {
+        var log: [String] = []
+        let d = Deferred<Int>()
+        let done = d.addCallback { value in
+            log.append("got \(value)")
+            log.append("no return statement")
+        }
+        done.addCallback {
+            log.append("void step")
+            log.append("on a Deferred<Void>")
+        }
+        done.addErrback { error in
+            log.append("errback \(error)")
+            log.append("recovers with ()")
+        }
+        try d.callback(3)
+        #expect(log == ["got 3", "no return statement", "void step", "on a Deferred<Void>"])
+    }
+
     @Test("callback or errback on a fired Deferred throws AlreadyCalledError")
     func alreadyCalled() throws {
         let d = Deferred<Int>()

@@ -163,3 +163,39 @@ struct DeferLaterTests {
         #expect(onReactorThread)
     }
 }
+
+@Suite("addTimeout")
+struct AddTimeoutTests {
+    @Test("A Deferred that does not fire in time is cancelled and fails with DeferredTimeoutError")
+    func timesOut() throws {
+        let clock = Clock()
+        var cancelled = false
+        let d = Deferred<Int>(canceller: { _ in cancelled = true })
+        let outcome = Outcome<Int>()
+        d.addTimeout(2, clock).record(into: outcome)
+        try clock.advance(1.9)
+        #expect(outcome.count == 0)
+        try clock.advance(0.1)
+        #expect(cancelled)
+        #expect((outcome.errors.first as? DeferredTimeoutError)?.seconds == 2)
+    }
+
+    @Test("A Deferred that fires in time keeps its result, and the timeout call is cancelled")
+    func firesInTime() throws {
+        let clock = Clock()
+        let d = Deferred<Int>()
+        let outcome = Outcome<Int>()
+        d.addTimeout(2, clock).record(into: outcome)
+        try d.callback(5)
+        #expect(clock.getDelayedCalls().isEmpty)
+        #expect(outcome.values == [5])
+
+        // A CancelledError not caused by the timeout stays a CancelledError.
+        let e = Deferred<Int>()
+        let cancelled = Outcome<Int>()
+        e.addTimeout(2, clock).record(into: cancelled)
+        e.cancel()
+        #expect(cancelled.errors.first is CancelledError)
+        #expect(clock.getDelayedCalls().isEmpty)
+    }
+}

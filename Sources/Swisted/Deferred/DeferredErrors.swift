@@ -1,3 +1,6 @@
+// Errors of Deferreds: plain Sendable values (FirstError and AllFailedError
+// carry errors, which are Sendable too), usable on any thread.
+
 /// ``Deferred/callback(_:)`` or ``Deferred/errback(_:)`` was called on a
 /// ``Deferred`` that already has its result: Twisted's `AlreadyCalledError`.
 /// A Deferred fires once.
@@ -58,4 +61,13 @@ public struct AllFailedError: Error, CustomStringConvertible {
 public struct DeferredReturnedItself: Error, Sendable, CustomStringConvertible {
     public init() {}
     public var description: String { "DeferredReturnedItself: a callback returned the Deferred it was added to" }
+}
+
+/// A Deferred given a time limit with ``Deferred/addTimeout(_:_:)`` did not
+/// fire in time and was cancelled: Twisted's `defer.TimeoutError`.
+public struct DeferredTimeoutError: Error, Sendable, CustomStringConvertible {
+    /// The time limit, in seconds.
+    public let seconds: Double
+    public init(seconds: Double) { self.seconds = seconds }
+    public var description: String { "DeferredTimeoutError: the Deferred did not fire within \(seconds) s" }
 }

@@ -40,6 +40,9 @@ private struct WeakDeferred<Value> {
 ///     Deferreds, to be handled there (Twisted's default).
 /// - Returns: a Deferred of the results, one per Deferred given (an empty
 ///   list fires at once). Cancelling it cancels each Deferred given.
+///
+/// Named after Twisted's class; here it is a function returning the Deferred.
+/// Threading: that of the Deferreds given (in a program, the reactor's thread).
 public func DeferredList<Value>(_ deferreds: [Deferred<Value>], fireOnOneErrback: Bool = false,
                                 consumeErrors: Bool = false,
                                 fileID: StaticString = #fileID, line: UInt = #line) -> Deferred<[Result<Value, any Error>]> {
@@ -74,6 +77,8 @@ public func DeferredList<Value>(_ deferreds: [Deferred<Value>], fireOnOneErrback
 ///   list is empty) it fails with ``AllFailedError``, listing the errors:
 ///   Twisted fires with the list instead, which this result type cannot
 ///   hold. Cancelling it cancels each Deferred given.
+///
+/// Threading: that of the Deferreds given.
 public func DeferredList<Value>(firstOf deferreds: [Deferred<Value>], fireOnOneErrback: Bool = false,
                                 consumeErrors: Bool = false,
                                 fileID: StaticString = #fileID, line: UInt = #line) -> Deferred<(value: Value, index: Int)> {
@@ -115,6 +120,8 @@ public func DeferredList<Value>(firstOf deferreds: [Deferred<Value>], fireOnOneE
 ///   also left in its own Deferred, as in Twisted.
 /// - Returns: a Deferred of the values (an empty list fires at once with
 ///   `[]`). Cancelling it cancels each Deferred given.
+///
+/// Threading: that of the Deferreds given.
 public func gatherResults<Value>(_ deferreds: [Deferred<Value>], consumeErrors: Bool = false,
                                  fileID: StaticString = #fileID, line: UInt = #line) -> Deferred<[Value]> {
     let list = DeferredList(deferreds, fireOnOneErrback: true, consumeErrors: consumeErrors, fileID: fileID, line: line)
@@ -145,8 +152,37 @@ public func deferLater<Value>(_ clock: some ReactorTime, _ seconds: Double,
 }
 
 /// A Deferred that fires with no value `seconds` from now on `clock`
-/// (Twisted's `deferLater` without a callable).
+/// (Twisted's `deferLater` without a callable). Threading: the clock's.
 public func deferLater(_ clock: some ReactorTime, _ seconds: Double,
                        fileID: StaticString = #fileID, line: UInt = #line) -> Deferred<Void> {
     deferLater(clock, seconds, fileID: fileID, line: line) { () }
+}
+
+extension Deferred {
+    /// Gives the Deferred a time limit (Twisted's `addTimeout`): if its chain
+    /// has not reached this point `seconds` from now on `clock`, it is
+    /// cancelled (``cancel()``), and the ``CancelledError`` that follows
+    /// becomes ``DeferredTimeoutError``. Reaching this point in time cancels
+    /// the delayed call. Returns `self`.
+    ///
+    /// Threading: the clock's (for a reactor, its thread).
+    @discardableResult
+    public func addTimeout(_ seconds: Double, _ clock: some ReactorTime) -> Deferred<Value> {
+        var timedOut = false
+        // The delayed call keeps the Deferred alive until the time is up, as in
+        // Twisted, so a Deferred nobody fires still fails (and is logged if
+        // unhandled) rather than vanishing. Firing in time cancels the call,
+        // which drops that reference.
+        let call = clock.callLater(seconds) {
+            timedOut = true
+            self.cancel()
+        }
+        return addBoth { (result: Result<Value, any Error>) throws -> Value in
+            if call.active { try? call.cancel() }
+            if timedOut, case .failure(let error) = result, error is CancelledError {
+                throw DeferredTimeoutError(seconds: seconds)
+            }
+            return try result.get()
+        }
+    }
 }
