@@ -330,6 +330,24 @@ struct DeferredCancelTests {
         #expect(outcome.errors.first is CancelledError)
     }
 
+    @Test("Cancelling a chain that waits on a Deferred nobody holds any more carries on with CancelledError")
+    func cancelWaitingOnVanished() throws {
+        let outer = Deferred<Int>()
+        let outcome = Outcome<Int>()
+        weak var vanished: Deferred<Int>?
+        outer.addCallback { _ in
+            let inner = Deferred<Int>()
+            vanished = inner
+            return inner
+        }.record(into: outcome)
+        try outer.callback(0)
+        #expect(vanished == nil, "nothing holds the inner Deferred (the waiting chain refers to it weakly)")
+        #expect(outer.paused)
+        outer.cancel()
+        #expect(!outer.paused)
+        #expect(outcome.errors.first is CancelledError)
+    }
+
     @Test("Cancelling the Deferred a type-changing step returned cancels the original")
     func cancelDerived() throws {
         var cancelled = false

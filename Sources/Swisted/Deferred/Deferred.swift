@@ -205,7 +205,8 @@ public final class Deferred<Value> {
     /// ``CancelledError`` unless the canceller fired it. After it fired but
     /// while its chain waits on another Deferred (a step returned one):
     /// cancels that one, whose result (usually ``CancelledError``) then
-    /// carries on down this chain. Otherwise does nothing.
+    /// carries on down this chain (if that one no longer exists, the chain
+    /// carries on with ``CancelledError``). Otherwise does nothing.
     public func cancel() {
         if !called {
             if let canceller {
@@ -215,8 +216,17 @@ public final class Deferred<Value> {
                 suppressAlreadyCalled = true
             }
             if !called { fire(.failure(CancelledError())) }
-        } else if waiting, let inner = waitingOn {
-            inner.cancel()
+        } else if waiting {
+            if let inner = waitingOn {
+                inner.cancel()
+            } else {
+                // The Deferred waited on is gone (nothing held it, so nothing
+                // could fire it): carry on with CancelledError instead.
+                waiting = false
+                result = .failure(CancelledError())
+                resultHandled = false
+                runCallbacks()
+            }
         }
     }
 
