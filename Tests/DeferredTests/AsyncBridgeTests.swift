@@ -148,3 +148,63 @@ struct AsyncBridgeTests {
         #expect(seen.otherOutcomes == 0)
     }
 }
+
+/// An actor whose executor is the reactor: it runs on the reactor's thread,
+/// where Deferreds live, so it awaits them with no hop.
+private actor OnReactor {
+    let reactor: Reactor
+    nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+    init(_ reactor: Reactor) { self.reactor = reactor }
+
+    /// Awaits a Deferred fired by a reactor timer; reports the value and
+    /// whether the code before and after the await ran on `reactorThread`.
+    func awaitTimer(reactorThread: pthread_t) async throws -> (value: Int, before: Bool, after: Bool) {
+        let before = pthread_equal(currentThread(), reactorThread) != 0
+        let d = deferLater(reactor, 0.001) { 5 }.addCallback { $0 * 2 }
+        let value = try await d.value
+        let after = pthread_equal(currentThread(), reactorThread) != 0
+        return (value, before, after)
+    }
+}
+
+@Suite("Deferred: awaited from an actor on the reactor's executor")
+struct ReactorActorAwaitTests {
+    @Test("An actor on the reactor's executor awaits a Deferred on the reactor thread, before and after the await")
+    func actorAwaits() async throws {
+        struct Seen: Sendable {
+            var report: RunReport
+            var value: Int?
+            var before = false
+            var after = false
+        }
+        let seen = try await onOwnThread { () throws -> Seen in
+            let reactor = Reactor()
+            let reactorThread = currentThread()
+            let actor = OnReactor(reactor)
+            let box = SendableBox<(value: Int, before: Bool, after: Bool)?>(nil)
+            reactor.callWhenRunning {
+                Task {
+                    let result = try? await actor.awaitTimer(reactorThread: reactorThread)
+                    box.set(result)
+                    reactor.callFromThread { try reactor.stop() }
+                }
+            }
+            let report = try runReactorReporting(reactor)
+            let result = box.get()
+            return Seen(report: report, value: result?.value, before: result?.before ?? false, after: result?.after ?? false)
+        }
+        #expect(!seen.report.watchdogFired)
+        #expect(seen.report.openHandles == 0)
+        #expect(seen.value == 10)
+        #expect(seen.before)
+        #expect(seen.after)
+    }
+}
+
+/// A value handed between threads under a lock.
+final class SendableBox<T: Sendable>: Sendable {
+    private let storage: Mutex<T>
+    init(_ value: T) { storage = Mutex(value) }
+    func set(_ value: T) { storage.withLock { $0 = value } }
+    func get() -> T { storage.withLock { $0 } }
+}

@@ -425,13 +425,6 @@ public final class Reactor: @unchecked Sendable {
         return owner == 0 || owner == UInt(pthread_self())
     }
 
-    /// True only on the thread inside ``run(installSignalHandlers:)`` while it
-    /// runs (unlike ``isOnReactorThread``, false while the reactor is not running).
-    var isRunningOnCurrentThread: Bool {
-        let owner = runningThread.load(ordering: .relaxed)
-        return owner != 0 && owner == UInt(pthread_self())
-    }
-
     /// Debug builds: traps when reactor-thread API is called from another thread.
     @inline(__always)
     func assertOnReactorThread(_ function: StaticString = #function, file: StaticString = #fileID, line: UInt = #line) {
