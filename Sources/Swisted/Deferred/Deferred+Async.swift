@@ -134,7 +134,10 @@ extension Deferred where Value: Sendable {
     ///
     /// Threading: create it on the reactor's thread (or before the reactor
     /// runs). If the reactor is not running when the task finishes, the
-    /// Deferred fires when it next runs.
+    /// Deferred fires when it next runs. The task runs on Swift's global
+    /// executor: run the reactor on a thread of its own (the main thread,
+    /// as programs do), not on a thread of that pool, which a reactor
+    /// blocked in `run()` would take from the very task it waits for.
     public convenience init(_ reactor: Reactor, fileID: StaticString = #fileID, line: UInt = #line,
                             _ body: sending @escaping () async throws -> Value) {
         self.init(fileID: fileID, line: line)
