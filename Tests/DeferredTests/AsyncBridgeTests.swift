@@ -86,7 +86,7 @@ struct AsyncBridgeTests {
             var onReactorThread: [Bool] = []
             let outcome = Outcome<Int>()
             let good = Deferred(reactor) { () async throws -> Int in
-                try await Task.sleep(for: .milliseconds(1))
+                await Task.yield()  // suspends, and resumes on the reactor
                 return 21
             }
             let bad = Deferred(reactor) { () async throws -> Int in throw Boom(tag: 3) }
@@ -125,14 +125,17 @@ struct AsyncBridgeTests {
             let sawCancellation = Atomic<Bool>(false)
             let outcome = Outcome<Int>()
             let d = Deferred(reactor) { () async throws -> Int in
-                do {
-                    try await Task.sleep(for: .seconds(60))  // cancelled long before
-                } catch {
-                    sawCancellation.store(error is CancellationError, ordering: .relaxed)
-                    reactor.callFromThread { try reactor.stop() }
-                    throw error
+                // Waits until the task is cancelled (and nothing else): no
+                // timer, no thread of Swift's global pool involved.
+                let waiter = CancellationWaiter()
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { waiter.install($0) }
+                } onCancel: {
+                    waiter.cancelled()
                 }
-                return 1
+                sawCancellation.store(Task.isCancelled, ordering: .relaxed)
+                reactor.callFromThread { try reactor.stop() }
+                throw CancellationError()
             }
             d.record(into: outcome)
             reactor.callWhenRunning { d.cancel() }
@@ -183,7 +186,9 @@ struct ReactorActorAwaitTests {
             let actor = OnReactor(reactor)
             let box = SendableBox<(value: Int, before: Bool, after: Bool)?>(nil)
             reactor.callWhenRunning {
-                Task {
+                // Started on the reactor too: no thread of Swift's global pool
+                // is needed (other tests may be blocking them all).
+                Task(executorPreference: reactor) {
                     let result = try? await actor.awaitTimer(reactorThread: reactorThread)
                     box.set(result)
                     reactor.callFromThread { try reactor.stop() }
@@ -207,4 +212,25 @@ final class SendableBox<T: Sendable>: Sendable {
     init(_ value: T) { storage = Mutex(value) }
     func set(_ value: T) { storage.withLock { $0 = value } }
     func get() -> T { storage.withLock { $0 } }
+}
+
+/// Resumes a continuation when the task is cancelled, whichever comes first.
+final class CancellationWaiter: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Void, Never>?, cancelled: Bool)>((nil, false))
+    func install(_ continuation: CheckedContinuation<Void, Never>) {
+        let resumeNow = state.withLock { state -> Bool in
+            if state.cancelled { return true }
+            state.continuation = continuation
+            return false
+        }
+        if resumeNow { continuation.resume() }
+    }
+    func cancelled() {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.cancelled = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
+    }
 }

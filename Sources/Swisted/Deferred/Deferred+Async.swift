@@ -120,12 +120,16 @@ extension Deferred where Value: Sendable {
     /// A Deferred fired with what an async closure returns or throws:
     /// Twisted's `Deferred.fromCoroutine` / `ensureDeferred`.
     ///
-    /// `body` runs in a new `Task`; its outcome is delivered on the
-    /// reactor's thread, through ``Reactor/callFromThread(_:)`` (or at once
-    /// if the task already runs on the reactor's thread), so callbacks
-    /// run on the reactor's thread as always. Cancelling the Deferred
-    /// cancels the task, and the Deferred fails with ``CancelledError``
-    /// at once; what the task returns afterwards is dropped.
+    /// `body` runs in a new `Task` whose executor preference is the reactor
+    /// (`Task(executorPreference: reactor)`): like a Twisted coroutine, it
+    /// runs on the reactor's thread between I/O callbacks, hops away only
+    /// to await other actors, and comes back. So it needs no thread of
+    /// Swift's global pool, and its outcome fires the Deferred right there,
+    /// on the reactor's thread (through ``Reactor/callFromThread(_:)`` in
+    /// the unexpected case that it finishes elsewhere). Keep CPU-heavy work
+    /// out of `body` (it would hold up the reactor), as in Twisted.
+    /// Cancelling the Deferred cancels the task, and the Deferred fails with
+    /// ``CancelledError`` at once; what the task returns afterwards is dropped.
     ///
     /// ```swift
     /// let d = Deferred(reactor) { try await fetchFromDatabase(id) }
@@ -133,16 +137,13 @@ extension Deferred where Value: Sendable {
     /// ```
     ///
     /// Threading: create it on the reactor's thread (or before the reactor
-    /// runs). If the reactor is not running when the task finishes, the
-    /// Deferred fires when it next runs. The task runs on Swift's global
-    /// executor: run the reactor on a thread of its own (the main thread,
-    /// as programs do), not on a thread of that pool, which a reactor
-    /// blocked in `run()` would take from the very task it waits for.
+    /// runs). The task starts when the reactor runs (its jobs wait until
+    /// then), and the Deferred fires on the reactor's thread.
     public convenience init(_ reactor: Reactor, fileID: StaticString = #fileID, line: UInt = #line,
                             _ body: sending @escaping () async throws -> Value) {
         self.init(fileID: fileID, line: line)
         let bound = ReactorBound(self, reactor: reactor)
-        let task = Task {
+        let task = Task(executorPreference: reactor) {
             let outcome: Result<Value, any Error>
             do {
                 outcome = .success(try await body())
