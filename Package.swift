@@ -114,6 +114,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AsyncTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(
+            name: "DeferredTests",
+            dependencies: ["Swisted", "SwistedTesting", .product(name: "InMemoryLogging", package: "swift-log")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
