@@ -3,10 +3,12 @@
 #               (the echo demo: Examples/echo/demo.sh .build/debug)
 #   make test   same install step, then the whole test suite
 #   make bench  the benchmarks (Benchmarks/), writing Benchmarks/RESULTS.md
+#   make fuzz   libFuzzer targets for the framing receivers and address parsing (Fuzz/),
+#               FUZZ_SECONDS each (default 30); fails on any crash or broken invariant
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps build demo test bench bench-quick clean
+.PHONY: deps build demo test bench bench-quick fuzz clean
 
 # Quiet when everything is there; apt-get only for what is missing.
 deps:
@@ -32,6 +34,11 @@ bench: deps
 
 bench-quick: deps
 	$(MAKE) -C Benchmarks bench-quick
+
+# Builds with swiftc -sanitize=fuzzer,address into .build-fuzz/ (see Fuzz/run.sh).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
 
 clean:
 	rm -rf .build
