@@ -4,7 +4,8 @@
 # (Fuzz/corpus/<target>/) plus a scratch corpus (.build-fuzz/corpus/<target>/,
 # not committed). Exits non-zero if any target crashes, fails an invariant,
 # leaks, times out or runs out of memory; the input that did it is saved as
-# .build-fuzz/artifacts/<target>-crash-... (replay: .build-fuzz/<target> FILE).
+# .build-fuzz/artifacts/<target>-crash-... (replay it:
+# SWIFT_BACKTRACE=enable=no .build-fuzz/<target> FILE).
 #
 #   Fuzz/run.sh                 all targets
 #   Fuzz/run.sh lines netstring some of them
@@ -64,7 +65,8 @@ for target in $TARGETS; do
 done
 
 failed=""
-printf '%-10s %8s %10s %8s %12s %6s\n' target seconds execs exec/s corpus cov
+# corpus: libFuzzer's at the end (units/bytes, seeds included); cov: edges covered.
+printf '%-10s %8s %10s %8s %6s %14s %6s\n' target seconds execs exec/s seeds corpus cov
 for target in $TARGETS; do
     mkdir -p "$OUT/corpus/$target"
     log="$OUT/logs/$target.log"
@@ -81,10 +83,11 @@ for target in $TARGETS; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    units=$(find "$OUT/corpus/$target" "Fuzz/corpus/$target" -type f | wc -l | tr -d ' ')
+    seeds=$(find "Fuzz/corpus/$target" -type f | wc -l | tr -d ' ')
+    corpus=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-    printf '%-10s %8s %10s %8s %12s %6s %s\n' "$target" "${secs:-?}" "${execs:-?}" "${rate:-?}" \
-        "$units" "${cov:-?}" "$status"
+    printf '%-10s %8s %10s %8s %6s %14s %6s %s\n' "$target" "${secs:-?}" "${execs:-?}" "${rate:-?}" \
+        "$seeds" "${corpus:-?}" "${cov:-?}" "$status"
     if [ "$status" = FAILED ]; then
         grep -E 'FUZZ INVARIANT|ERROR: |SUMMARY|Fatal error|Test unit written' "$log" | head -20 | sed 's/^/    /'
     fi
