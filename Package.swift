@@ -8,15 +8,23 @@ let package = Package(
         // In-memory transports, a hand-driven clock and a fake reactor, for
         // testing protocols (yours too) without sockets or real time.
         .library(name: "SwistedTesting", targets: ["SwistedTesting"]),
+        // A reactor as a swift-service-lifecycle Service (graceful shutdown);
+        // separate so the core library does not depend on service-lifecycle.
+        .library(name: "SwistedServiceLifecycle", targets: ["SwistedServiceLifecycle"]),
         .executable(name: "echo-server", targets: ["echo-server"]),
         .executable(name: "echo-client", targets: ["echo-client"]),
         .executable(name: "poetry-server", targets: ["poetry-server"]),
         .executable(name: "get-poetry", targets: ["get-poetry"]),
         .executable(name: "swisted-proxy", targets: ["swisted-proxy"]),
+        .executable(name: "swisted-kv", targets: ["swisted-kv"]),
     ],
     dependencies: [
-        // Only the example executables use it; the library depends on libuv alone.
+        // Only the example executables use it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The library logs what nobody else handles (errors thrown by protocols,
+        // delayed calls, Deferreds) through swift-log, so services route it.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -25,8 +33,12 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
-        .target(name: "Swisted", dependencies: ["CLibUV"]),
+        .target(name: "Swisted", dependencies: ["CLibUV", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SwistedTesting", dependencies: ["Swisted"]),
+        .target(
+            name: "SwistedServiceLifecycle",
+            dependencies: ["Swisted", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+        ),
         .executableTarget(
             name: "echo-server",
             dependencies: ["Swisted", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -56,15 +68,46 @@ let package = Package(
             dependencies: ["Swisted", "PoetryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/poetry/client"
         ),
+        // The async example: a key-value server whose store is an actor on the
+        // reactor's executor, run by a ServiceGroup.
+        .target(name: "KeyValue", dependencies: ["Swisted"], path: "Examples/kv/KeyValue"),
+        .executableTarget(
+            name: "swisted-kv",
+            dependencies: [
+                "Swisted", "KeyValue", "SwistedServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/kv/server"
+        ),
         // Runs the UDP multicast and broadcast scenarios inside a private
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
         .executableTarget(name: "swisted-netns-check", dependencies: ["Swisted"], path: "Tests/swisted-netns-check"),
+        // `make soak`: a Swisted echo server with a control port, and a load
+        // driver on raw sockets (no Swisted) that starts it, loads it and
+        // checks it ends as it began (Tools/README.md).
+        .executableTarget(name: "soak-server", dependencies: ["Swisted"], path: "Tools/soak-server"),
+        .executableTarget(name: "soak-driver", path: "Tools/soak-driver"),
+        // A server that runs out of file descriptors on purpose (a low
+        // RLIMIT_NOFILE), started by EMFILETests as a child process so the
+        // limit never touches the test process.
+        .executableTarget(name: "swisted-emfile-check", dependencies: ["Swisted"], path: "Tests/swisted-emfile-check"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),
-        .testTarget(name: "SwistedTests", dependencies: ["Swisted"]),
+        .testTarget(name: "SwistedTests", dependencies: ["Swisted", .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "ConnectionLifeTests", dependencies: ["Swisted", "SwistedTesting"]),
+        .testTarget(
+            name: "ServiceLifecycleTests",
+            dependencies: [
+                "Swisted", "SwistedServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "AsyncTests", dependencies: ["Swisted", "SwistedTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

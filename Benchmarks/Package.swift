@@ -40,6 +40,15 @@ var targets: [Target] = [
         ],
         path: "Sources/nio-echo"
     ),
+    // SwiftNIO echo written with NIOAsyncChannel (beside swisted-async-echo).
+    .executableTarget(
+        name: "nio-async-echo",
+        dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ],
+        path: "Sources/nio-async-echo"
+    ),
     // NIO's scheduleTask/execute, beside swisted-micro.
     .executableTarget(
         name: "nio-micro",

@@ -121,6 +121,18 @@ struct ReactorRunTests {
 
 @Suite("Reactor: delayed calls")
 struct DelayedCallTests {
+    @Test("a call in the far future (1e20 s) arms the timer without overflow and never fires")
+    func farFuture() throws {
+        let reactor = Reactor()
+        var fired = false
+        let far = reactor.callLater(1e20) { fired = true }
+        reactor.callLater(0.01) { [unowned reactor] in try reactor.stop() }
+        try runBounded(reactor)
+        #expect(!fired)
+        #expect(far.active)
+        try far.cancel()
+    }
+
     @Test("calls due at the same time run in the order they were scheduled")
     func sameDeadlineFIFO() throws {
         let reactor = Reactor()

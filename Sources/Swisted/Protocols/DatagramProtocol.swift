@@ -78,7 +78,7 @@ open class DatagramProtocol {
     ///
     /// `data` is a view into the reactor's read buffer, valid only during
     /// this call: copy what you keep (`data.array`, `data.string`).
-    /// - Throws: anything; a throw is logged (``Reactor/logHandler``) and the
+    /// - Throws: anything; a throw is logged (``Reactor/logger``) and the
     ///   port keeps receiving.
     open func datagramReceived(_ data: Span<UInt8>, from address: any Address) throws {}
 

@@ -1,4 +1,4 @@
-import Glibc
+import Logging
 
 /// Makes a protocol for each new connection: Twisted's `Factory`.
 ///
@@ -70,8 +70,7 @@ open class Factory {
     }
 
     private func reportMissingProtocolType() {
-        var line = "Swisted: \(type(of: self)).buildProtocol: no protocolType set and buildProtocol not overridden; refusing the connection\n"
-        line.withUTF8 { buffer in _ = write(2, buffer.baseAddress, buffer.count) }
+        SwistedLog.logger.error("Swisted: \(type(of: self)).buildProtocol: no protocolType set and buildProtocol not overridden; refusing the connection")
     }
 }
 

@@ -2,13 +2,20 @@ import Glibc
 
 /// The jobs other threads hand to a reactor (`callFromThread`), behind a
 /// pthread mutex: appended from any thread, taken by the reactor thread in
-/// one swap per wake-up (no allocation per job beyond the closure).
+/// one swap per wake-up (no allocation per job beyond the closure, none for
+/// executor jobs).
 ///
 /// A pthread mutex rather than the standard library's `Mutex`: ThreadSanitizer
 /// intercepts pthread locks, but not the precompiled futex lock inside
 /// `Synchronization.Mutex`, and reported its critical sections as races.
 final class CrossThreadQueue: @unchecked Sendable {
-    typealias Job = @Sendable () throws -> Void
+    /// A `callFromThread` closure, or a Swift concurrency job for the reactor
+    /// as executor (a pointer: no allocation per job). One queue keeps the two
+    /// in the order they were made.
+    enum Job {
+        case call(@Sendable () throws -> Void)
+        case job(UnownedJob)
+    }
     // @unchecked Sendable: `jobs` is only touched with `lock` held.
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
     private var jobs: [Job] = []
@@ -25,7 +32,7 @@ final class CrossThreadQueue: @unchecked Sendable {
     }
 
     /// Adds a job (any thread).
-    func append(_ job: @escaping Job) {
+    func append(_ job: Job) {
         pthread_mutex_lock(lock)
         jobs.append(job)
         pthread_mutex_unlock(lock)

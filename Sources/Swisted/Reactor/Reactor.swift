@@ -1,5 +1,6 @@
 import CLibUV
 import Glibc
+import Logging
 import Synchronization
 
 /// The event loop: Twisted's reactor, on one libuv `uv_loop_t`.
@@ -34,7 +35,7 @@ public final class Reactor: @unchecked Sendable {
     // checked by assertOnReactorThread in debug builds.
 
     let loop: UnsafeMutablePointer<uv_loop_t>
-    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    let wakeup: UnsafeMutablePointer<uv_async_t>
     private let timer: UnsafeMutablePointer<uv_timer_t>
     private let idle: UnsafeMutablePointer<uv_idle_t>
     private var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
@@ -45,18 +46,24 @@ public final class Reactor: @unchecked Sendable {
     let readSlab: UnsafeMutableRawPointer
     static let readSlabSize = 64 * 1024
 
-    private let crossThreadJobs = CrossThreadQueue()
-    private var spareJobs: [@Sendable () throws -> Void] = []
+    let crossThreadJobs = CrossThreadQueue()
+    private var spareJobs: [CrossThreadQueue.Job] = []
     /// The pthread running the reactor, or 0 when it is not running.
-    private let runningThread = Atomic<UInt>(0)
+    let runningThread = Atomic<UInt>(0)
 
     private enum State { case idle, running, shuttingDown }
     private var state = State.idle
     private var stopRequested = false
+    /// A ``stopGracefully(gracePeriod:completion:)`` is under way.
+    var stoppingGracefully = false
 
     package let timers: TimerQueue
     private var armedTime = Double.infinity
     private var soon: [() -> Void] = []
+    /// Executor jobs enqueued on the reactor thread itself: run from the idle
+    /// phase, with no lock and no wake-up syscall.
+    var localJobs: [UnownedJob] = []
+    private var spareLocalJobs: [UnownedJob] = []
     private var triggers: [Trigger] = []
     private var nextTriggerID = 0
 
@@ -70,12 +77,16 @@ public final class Reactor: @unchecked Sendable {
     public var resolver: any NameResolver = UVNameResolver()
 
     /// Where the reactor reports errors nobody else handles: errors thrown by
-    /// protocols, delayed calls and triggers, failed accepts. The default writes
-    /// one line to standard error. Reactor thread only.
-    public var logHandler: (String) -> Void = { message in
-        var line = message + "\n"
-        line.withUTF8 { buffer in _ = write(2, buffer.baseAddress, buffer.count) }
-    }
+    /// protocols, delayed calls and triggers, failed accepts. Each goes out at
+    /// `.error` level with metadata where known (`peer`, `protocol`). The default,
+    /// `Logger(label: "swisted")`, writes wherever the program's
+    /// `LoggingSystem.bootstrap` sends logs (swift-log's default: standard error).
+    /// Reactor thread only.
+    public var logger = Logger(label: "swisted")
+
+    /// When set, receives each message (one line, metadata folded in) instead of
+    /// ``logger``: the plain hook for tests and small programs. Reactor thread only.
+    public var logHandler: ((String) -> Void)?
 
     private static let sigpipeIgnored: Void = swisted_ignore_sigpipe()
 
@@ -224,6 +235,14 @@ public final class Reactor: @unchecked Sendable {
         for connector in Array(connectorsInProgress.values) {
             connector.reactorWillShutDown()
         }
+        for owner in openHandleOwners() {
+            owner.reactorWillShutDown()
+        }
+    }
+
+    /// The objects owning this loop's handles that are not closing (ports,
+    /// connections, connection attempts), in libuv's walk order.
+    func openHandleOwners() -> [HandleOwning] {
         var owners: [HandleOwning] = []
         withUnsafeMutablePointer(to: &owners) { pointer in
             uv_walk(loop, { handle, arg in
@@ -231,9 +250,7 @@ public final class Reactor: @unchecked Sendable {
                 arg!.assumingMemoryBound(to: [HandleOwning].self).pointee.append(owner)
             }, pointer)
         }
-        for owner in owners {
-            owner.reactorWillShutDown()
-        }
+        return owners
     }
 
     /// The number of libuv handles on this reactor's loop that belong to
@@ -305,7 +322,8 @@ public final class Reactor: @unchecked Sendable {
         guard time < armedTime, !firingTimers else { return }  // timerFired re-arms after its round
         armedTime = time
         uv_update_time(loop)
-        let milliseconds = max(0, ((time - seconds()) * 1000).rounded(.up))
+        // Clamped: a far-future call (callLater(1e20)) must not overflow UInt64.
+        let milliseconds = min(max(0, ((time - seconds()) * 1000).rounded(.up)), 1e15)
         uvMustSucceed(uv_timer_start(timer, reactorTimerCallback, UInt64(milliseconds), 0), "uv_timer_start")
     }
 
@@ -344,14 +362,27 @@ public final class Reactor: @unchecked Sendable {
     /// asynchronously, also during shutdown when delayed calls are paused.
     func callSoon(_ function: @escaping () -> Void) {
         soon.append(function)
-        if soon.count == 1 { uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start") }
+        if soon.count == 1 { startIdle() }
+    }
+
+    func startIdle() {
+        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")  // no-op if already started
     }
 
     fileprivate func runSoon() {
-        let batch = soon
-        soon.removeAll()
-        for function in batch { function() }
-        if soon.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
+        if !soon.isEmpty {
+            let batch = soon
+            soon.removeAll(keepingCapacity: true)
+            for function in batch { function() }
+        }
+        if !localJobs.isEmpty {
+            var jobs = spareLocalJobs
+            swap(&jobs, &localJobs)
+            for job in jobs { runJob(job) }
+            jobs.removeAll(keepingCapacity: true)
+            spareLocalJobs = jobs
+        }
+        if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
     }
 
     // MARK: Threads
@@ -364,7 +395,7 @@ public final class Reactor: @unchecked Sendable {
     /// not running wait for the next ``run(installSignalHandlers:)``. An error
     /// thrown by `function` is logged.
     public func callFromThread(_ function: @escaping @Sendable () throws -> Void) {
-        crossThreadJobs.append(function)
+        crossThreadJobs.append(.call(function))
         uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
     }
 
@@ -372,10 +403,20 @@ public final class Reactor: @unchecked Sendable {
         var jobs = spareJobs
         crossThreadJobs.take(into: &jobs)
         for job in jobs {
-            do { try job() } catch { logError("Unhandled error in callFromThread: \(error)") }
+            switch job {
+            case .call(let function):
+                do { try function() } catch { logError("Unhandled error in callFromThread: \(error)") }
+            case .job(let job):
+                runJob(job)
+            }
         }
         jobs.removeAll(keepingCapacity: true)
         spareJobs = jobs
+    }
+
+    /// True only on the thread inside ``run(installSignalHandlers:)``.
+    var isRunningOnCurrentThread: Bool {
+        runningThread.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     /// True on the thread running the reactor, and on any thread while it is not running.
@@ -471,9 +512,13 @@ public final class Reactor: @unchecked Sendable {
 
     // MARK: Errors
 
-    /// Reports an error nobody else handles, through ``logHandler``.
-    func logError(_ message: String) {
-        logHandler(message)
+    /// Reports an error nobody else handles, through ``logHandler`` if set, else ``logger``.
+    func logError(_ message: String, metadata: Logger.Metadata = [:]) {
+        if let logHandler {
+            logHandler(message)
+        } else {
+            logger.error("\(message)", metadata: metadata)
+        }
     }
 }
 

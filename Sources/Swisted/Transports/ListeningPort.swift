@@ -11,6 +11,30 @@ import Glibc
 /// you drop your reference to it; ``stopListening(_:)`` closes it (the
 /// connections it accepted stay open).
 ///
+/// ## Running out of file descriptors
+/// When the process has no descriptor left (`EMFILE`, or `ENFILE` for the
+/// whole system), the port neither crashes nor spins, and the connections
+/// already open carry on:
+/// - Usually libuv's own reserve descriptor handles it: libuv frees it,
+///   accepts every waiting connection and closes it at once (those clients
+///   see the connection closed), then takes the reserve back. Nothing is
+///   logged; accepting goes on normally as soon as a descriptor is free.
+/// - If libuv's reserve cannot help (it could not be reopened, or the limit
+///   was lowered below it), libuv would retry `accept` in a tight loop. The
+///   port then gives up a reserve descriptor of its own (each port holds
+///   one, `/dev/null`), so that one more connection is accepted, and leaves
+///   it with libuv untaken: libuv stops watching the socket, and new
+///   connections wait in the kernel's backlog. The port retries every
+///   50 ms to 1 s (doubling); once a descriptor is free again it takes its
+///   reserve back, serves the held connection and accepts again. One line
+///   is logged when this starts and one when it ends.
+/// - If even that is impossible (the port's reserve could not be opened, at
+///   listen time or at any accept since, or freeing it did not help), the
+///   port logs the error and stops listening rather than keep the reactor
+///   spinning.
+///
+/// Other accept errors are logged once per run of consecutive failures.
+///
 /// Threading: reactor thread only.
 public final class ListeningPort: HandleOwning {
     /// The reactor the port belongs to.
@@ -23,6 +47,36 @@ public final class ListeningPort: HandleOwning {
     private var listening = true
     private var closed = false
     private var closeCompletions: [() -> Void] = []
+
+    // Descriptor exhaustion (see "Running out of file descriptors" above).
+    /// The port's reserve descriptor (`/dev/null`, read-only), or -1 while given up.
+    private var reserveFD: Int32 = -1
+    /// The reserve was just given up for an accept: hold the connection it brings.
+    private var holdNextAccept = false
+    /// libuv holds one accepted connection we have not taken: it does not watch the socket.
+    private var acceptPaused = false
+    private var retryCall: DelayedCall?
+    /// libuv holds one accepted connection we left untaken for the async listener's consumer.
+    private var consumerHeld = false
+
+    /// Set by the async listener (AsyncListener) while its buffer of accepted
+    /// connections is full: a connection that arrives is left with libuv
+    /// untaken (libuv stops watching the socket until `uv_accept`), so later
+    /// ones wait in the kernel's backlog instead of in memory. Clearing it
+    /// takes the held connection and accepting goes on.
+    var consumerPaused = false {
+        didSet {
+            guard !consumerPaused, consumerHeld else { return }
+            consumerHeld = false
+            // While paused for descriptors, the retry takes the held connection.
+            if listening, !acceptPaused { acceptPending() }
+        }
+    }
+    private var retryDelay = ListeningPort.firstRetryDelay
+    private static let firstRetryDelay = 0.05
+    private static let maxRetryDelay = 1.0
+    /// Failed accepts since the last successful one (each run is logged once).
+    private var failedAccepts = 0
 
     /// What kind of socket listens, and what it leaves on disk.
     enum Family {
@@ -40,7 +94,13 @@ public final class ListeningPort: HandleOwning {
         self.host = host
         self.family = family
         UVHandle.adopt(stream, owner: self)
+        reserveFD = ListeningPort.openReserve()
         factory.doStart()
+    }
+
+    /// Opens a descriptor to hold in reserve; -1 if none is free.
+    private static func openReserve() -> Int32 {
+        open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     /// Binds and listens on TCP (`uv_tcp_bind`, `uv_listen`).
@@ -106,7 +166,13 @@ public final class ListeningPort: HandleOwning {
         }
         guard listening else { return }
         listening = false
-        UVHandle.close(stream)
+        UVHandle.close(stream)  // also closes a connection libuv holds for us
+        if let retryCall, retryCall.active { try? retryCall.cancel() }
+        retryCall = nil
+        if reserveFD >= 0 {
+            close(reserveFD)
+            reserveFD = -1
+        }
         if case .unix(_, let socketFile, let lockFile) = family {
             if let socketFile { unlink(socketFile) }
             if let lockFile { unlink(lockFile) }
@@ -114,11 +180,29 @@ public final class ListeningPort: HandleOwning {
     }
 
     fileprivate func connectionArrived(_ status: Int32) {
+        guard listening else { return }
         guard status >= 0 else {
-            reactor.logError("Swisted: accept failed on \(getHost()): \(UVError(code: status))")
+            acceptFailed(status)
             return
         }
-        guard listening else { return }
+        if holdNextAccept {
+            // This connection has the descriptor our reserve gave up. Not
+            // taking it (no uv_accept) makes libuv stop watching the socket
+            // until we do: nothing spins while descriptors are short.
+            holdNextAccept = false
+            pauseAccepting()
+            return
+        }
+        if consumerPaused {
+            consumerHeld = true  // taken when the async listener's consumer makes room
+            return
+        }
+        acceptPending()
+    }
+
+    /// Takes the connection libuv accepted (`uv_accept`, which also makes
+    /// libuv watch the socket again) and hands it to the factory.
+    private func acceptPending() {
         let connection: StreamConnection
         do {
             switch family {
@@ -128,7 +212,9 @@ public final class ListeningPort: HandleOwning {
                 connection = try UNIXConnection(reactor: reactor, state: .connecting, hostName: name, peerName: nil)
             }
         } catch {
-            reactor.logError("Swisted: cannot create a handle for a connection on \(getHost()): \(error)")
+            // The connection stays with libuv (which stops watching the socket meanwhile): try again later.
+            reactor.logError("Swisted: cannot create a handle for a connection on \(getHost()): \(error); retrying")
+            pauseAccepting()
             return
         }
         let rc = uv_accept(stream, connection.stream)
@@ -137,6 +223,16 @@ public final class ListeningPort: HandleOwning {
             connection.closeNow(ConnectionLost(UVError(code: rc)))
             return
         }
+        if reserveFD < 0, !holdNextAccept {
+            // The port was made with no descriptor free for its reserve: take one now if there is.
+            reserveFD = ListeningPort.openReserve()
+        }
+        if failedAccepts > 0 {
+            if failedAccepts > 1 {
+                reactor.logError("Swisted: accepting on \(getHost()) again (after \(failedAccepts) failed accepts)")
+            }
+            failedAccepts = 0
+        }
         connection.readAddresses()
         guard let proto = factory.buildProtocol(connection.getPeer()) else {
             // Refused: no protocol ever sees this connection.
@@ -144,6 +240,55 @@ public final class ListeningPort: HandleOwning {
             return
         }
         connection.start(with: proto)
+    }
+
+    /// libuv reports a failed accept, and tries again as soon as we return.
+    private func acceptFailed(_ status: Int32) {
+        failedAccepts += 1
+        let error = UVError(code: status)
+        guard status == UV_EMFILE.rawValue || status == UV_ENFILE.rawValue else {
+            // Per-connection errors: libuv goes on with the next connection.
+            if failedAccepts == 1 { reactor.logError("Swisted: accept failed on \(getHost()): \(error)") }
+            return
+        }
+        // Out of descriptors, and libuv's own reserve did not help. (Linux
+        // needs a free descriptor before it looks at the queue, so this also
+        // comes right after the last one was used, with nobody waiting: then
+        // the connection held is the next one to arrive.)
+        if reserveFD >= 0, !holdNextAccept {
+            close(reserveFD)
+            reserveFD = -1
+            holdNextAccept = true  // libuv's next accept gets the descriptor just freed
+            reactor.logError("Swisted: out of file descriptors accepting on \(getHost()) (\(error)): pausing accepts until one is free")
+            return
+        }
+        // No reserve, or freeing it did not help: libuv would retry forever.
+        holdNextAccept = false
+        reactor.logError("Swisted: out of file descriptors accepting on \(getHost()) (\(error)) and none can be freed: stopped listening")
+        stopListening()
+    }
+
+    private func pauseAccepting() {
+        acceptPaused = true
+        retryCall = reactor.callLater(retryDelay) { [weak self] in self?.retryAccepting() }
+        retryDelay = min(retryDelay * 2, ListeningPort.maxRetryDelay)
+    }
+
+    private func retryAccepting() {
+        retryCall = nil
+        guard listening, acceptPaused else { return }
+        if reserveFD < 0 {
+            reserveFD = ListeningPort.openReserve()
+            guard reserveFD >= 0 else {
+                pauseAccepting()  // still none free
+                return
+            }
+            reactor.logError("Swisted: a file descriptor is free again: accepting on \(getHost()) again")
+            failedAccepts = 0
+        }
+        acceptPaused = false
+        retryDelay = ListeningPort.firstRetryDelay
+        acceptPending()
     }
 
     func handleDidClose() {

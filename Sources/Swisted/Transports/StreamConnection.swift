@@ -1,4 +1,5 @@
 import CLibUV
+import Logging
 
 /// A connected libuv stream and the protocol on it: the transport of every
 /// TCP and Unix-socket connection.
@@ -52,6 +53,12 @@ class StreamConnection: HandleOwning, Transport {
     final private var writeShutdownRequested = false
     final private var writeShut = false
     final private var readShut = false
+
+    /// Called after each `uv_write` completes successfully (with the next one
+    /// started if more was pending): the async API (AsyncConnection) learns
+    /// here how far the queue has drained to the kernel. One load and nil
+    /// check per completed `uv_write`; nothing on the plain write path.
+    final var writeDrainObserver: (() -> Void)?
 
     private final var highWater: Int32 = 64 * 1024
     private final var lowWater: Int32 = 16 * 1024
@@ -157,7 +164,9 @@ class StreamConnection: HandleOwning, Transport {
     /// A protocol callback threw: log it once with the peer, close this connection with the error as reason.
     final func fail(_ error: any Error, in callback: String) {
         let name = proto.map { String(describing: type(of: $0)) } ?? "Protocol"
-        reactor.logError("Unhandled error in \(name).\(callback) (peer \(getPeer())): \(error); closing the connection")
+        let peer = String(describing: getPeer())
+        reactor.logError("Unhandled error in \(name).\(callback) (peer \(peer)): \(error); closing the connection",
+                         metadata: ["peer": .string(peer), "protocol": .string(name)])
         closeNow(error)
     }
 
@@ -172,6 +181,7 @@ class StreamConnection: HandleOwning, Transport {
     final func handleDidClose() {
         state = .closed
         queue = nil  // libuv has called back every write request by now
+        writeDrainObserver = nil
         let reason = closeReason ?? ConnectionDone()
         closeReason = nil
         if let producer {
@@ -264,6 +274,7 @@ class StreamConnection: HandleOwning, Transport {
         } else {
             checkLowWater()
         }
+        writeDrainObserver?()
     }
 
     /// Everything written so far is with the kernel.

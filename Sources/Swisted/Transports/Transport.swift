@@ -5,6 +5,16 @@
 /// `connectionLost`. Nothing written is lost unless the connection is lost
 /// or aborted.
 ///
+/// Writing to a connection the peer has reset never kills the process with
+/// SIGPIPE (the reactor ignores SIGPIPE, see ``Reactor``): the protocol gets
+/// `connectionLost` with ``ConnectionLost`` carrying `ECONNRESET` or `EPIPE`
+/// (``UVError/connectionReset``, ``UVError/brokenPipe``).
+///
+/// A peer that stops reading never makes the transport spin or grow without
+/// bound: ``bufferSize`` holds only what was written and not yet taken by the
+/// kernel (a registered push producer is paused above
+/// ``writeHighWaterMark``), and ``abortConnection()`` frees it at once.
+///
 /// A transport is a consumer (``registerProducer(_:streaming:)``) and
 /// also a ``PushProducer`` of what it reads: `pauseProducing()` stops
 /// reading the socket (`uv_read_stop`), `resumeProducing()` starts again,

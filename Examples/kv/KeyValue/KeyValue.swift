@@ -1,0 +1,88 @@
+// A small key-value server: an actor on the reactor's executor holds the
+// data; each connection's protocol calls into it synchronously (no thread
+// hop, no await) because both run on the reactor thread. Other async code
+// (an admin task, metrics) reaches the same actor with a plain `await`.
+//
+// The line protocol, one command per line, one reply line each:
+//   SET key value   -> OK
+//   GET key         -> VALUE value | NOT_FOUND
+//   DEL key         -> DELETED | NOT_FOUND
+//   COUNT           -> COUNT n
+//   QUIT            -> BYE, then the server closes
+//   anything else   -> ERROR what was wrong
+import Swisted
+
+/// The store. Its executor is the reactor's, so it runs on the reactor thread.
+public actor KeyValueStore {
+    public let reactor: Reactor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+    private var values: [String: String] = [:]
+    /// Commands served, for the admin side.
+    public private(set) var commandsServed = 0
+
+    public init(reactor: Reactor) { self.reactor = reactor }
+
+    /// The number of keys.
+    public var count: Int { values.count }
+
+    /// Runs one command line; returns the reply and whether to close.
+    public func execute(_ line: Substring) -> (reply: String, close: Bool) {
+        commandsServed += 1
+        let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
+        switch (parts.first?.uppercased(), parts.count) {
+        case ("SET", 3):
+            values[String(parts[1])] = String(parts[2])
+            return ("OK", false)
+        case ("GET", 2):
+            return (values[String(parts[1])].map { "VALUE \($0)" } ?? "NOT_FOUND", false)
+        case ("DEL", 2):
+            return (values.removeValue(forKey: String(parts[1])) == nil ? "NOT_FOUND" : "DELETED", false)
+        case ("COUNT", 1):
+            return ("COUNT \(values.count)", false)
+        case ("QUIT", 1):
+            return ("BYE", true)
+        case (nil, _):
+            return ("ERROR empty command", false)
+        default:
+            return ("ERROR unknown command or wrong arguments: \(parts[0])", false)
+        }
+    }
+}
+
+/// One client connection: lines in, replies out, through the store.
+/// On graceful shutdown it says so and closes after the current reply.
+public final class KeyValueProtocol: LineOnlyReceiver, GracefulShutdownAware {
+    override public func connectionMade() throws {
+        delimiter = Array("\n".utf8)
+        maxLength = 4096
+    }
+
+    override public func lineReceived(_ line: Span<UInt8>) throws {
+        var text = Substring(line.string)
+        if text.last == "\r" { text.removeLast() }
+        let store = (factory as! KeyValueFactory).store
+        // Same thread, same executor: enter the actor synchronously.
+        let (reply, close) = store.assumeIsolated { $0.execute(text) }
+        sendLine(reply)
+        if close { transport?.loseConnection() }
+    }
+
+    override public func lineLengthExceeded(_ line: Span<UInt8>) throws {
+        sendLine("ERROR line longer than \(maxLength) bytes")
+        transport?.loseConnection()
+    }
+
+    public func gracefulShutdownStarted() {
+        sendLine("SHUTTING_DOWN")
+        transport?.loseConnection()
+    }
+}
+
+/// Builds a ``KeyValueProtocol`` per connection, all sharing one store.
+public final class KeyValueFactory: ServerFactory {
+    public let store: KeyValueStore
+    public init(store: KeyValueStore) {
+        self.store = store
+        super.init(protocolType: KeyValueProtocol.self)
+    }
+}

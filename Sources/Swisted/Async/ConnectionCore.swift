@@ -1,0 +1,422 @@
+/// The shared heart of one ``AsyncConnection``: the inbound buffer (any
+/// thread, behind a lock) and the write side (reactor thread only).
+///
+/// Threading: `inbound` may be touched from any thread; every other stored
+/// property belongs to the reactor's thread and is reached only through
+/// `reactor.perform` (inline on the reactor thread, else `callFromThread`).
+final class ConnectionCore: @unchecked Sendable {
+    // @unchecked Sendable: the reactor-thread fields below are only touched
+    // on the reactor's thread (every entry point goes through
+    // `reactor.perform`); `inbound` is behind its own lock.
+
+    let reactor: Reactor
+    let inboundHighWater: Int
+    let inboundLowWater: Int
+    let inbound = Locked(InboundState())
+
+    // MARK: Reactor thread only
+
+    /// The transport, from `connectionMade` until `connectionLost`.
+    private var connection: StreamConnection?
+    private var lostReason: (any Error)?
+    /// Bytes handed to the transport's `write` by this API so far.
+    private var submitted = 0
+    /// Writes waiting to be admitted (the transport is above its high-water
+    /// mark), and close requests behind them, in call order.
+    private var ops: [Op] = []
+    /// Writes handed to the transport whose last byte (`target`, counted in
+    /// `submitted`) has not reached the kernel yet, in order.
+    private var flushWaiters: [(target: Int, waiter: OneShot<Void>)] = []
+    /// `close()` or `closeWrite()` was processed: later writes fail.
+    private var writeSideClosed = false
+    private var closeRequested = false
+    /// The write side is shut down (FIN sent): `writeConnectionLost` came.
+    private var writeShut = false
+    private var closeWaiters: [OneShot<Void>] = []
+    private var halfCloseWaiters: [OneShot<Void>] = []
+
+    enum Op: Sendable {
+        case write([UInt8], OneShot<Void>)
+        case closeWrite(OneShot<Void>)
+        case close(OneShot<Void>)
+    }
+
+    init(reactor: Reactor, options: AsyncConnection.Options) {
+        self.reactor = reactor
+        inboundHighWater = max(1, options.inboundHighWaterMark)
+        inboundLowWater = min(max(0, options.inboundLowWaterMark), inboundHighWater)
+    }
+
+    // MARK: Life (reactor thread)
+
+    func attach(_ connection: StreamConnection) {
+        self.connection = connection
+        connection.writeDrainObserver = { [unowned self] in self.drainProgressed() }
+    }
+
+    /// `connectionLost`: every waiter hears the outcome, exactly once.
+    func lost(_ reason: any Error) {
+        connection?.writeDrainObserver = nil
+        connection = nil
+        lostReason = reason
+        let clean = reason is ConnectionDone
+        let pendingOps = ops
+        let flushing = flushWaiters
+        let halfClosing = halfCloseWaiters
+        let closing = closeWaiters
+        ops = []
+        flushWaiters = []
+        halfCloseWaiters = []
+        closeWaiters = []
+        for op in pendingOps { fail(op, reason) }
+        // A clean end (ConnectionDone) comes only after the write queue drained
+        // (shutdown follows the drain; ENOTCONN there means the peer left
+        // after taking everything): those bytes did reach the kernel.
+        for entry in flushing { if clean { entry.waiter.succeed(()) } else { entry.waiter.fail(reason) } }
+        for waiter in halfClosing { if clean { waiter.succeed(()) } else { waiter.fail(reason) } }
+        for waiter in closing { waiter.succeed(()) }
+        finishInbound(clean || reason is ConnectionAborted ? .clean : .failed(CarriedError(error: reason)))
+    }
+
+    private func fail(_ op: Op, _ reason: any Error) {
+        switch op {
+        case .write(_, let waiter): waiter.fail(reason)
+        case .closeWrite(let waiter): if reason is ConnectionDone { waiter.succeed(()) } else { waiter.fail(reason) }
+        case .close(let waiter): waiter.succeed(())
+        }
+    }
+
+    /// The peer shut down its write side (EOF): the inbound sequence ends; writing goes on.
+    func peerFinished() {
+        finishInbound(.clean)
+    }
+
+    /// Our write side is shut down (after `closeWrite`).
+    func writeSideShut() {
+        writeShut = true
+        let waiters = halfCloseWaiters
+        halfCloseWaiters = []
+        for waiter in waiters { waiter.succeed(()) }
+    }
+
+    /// The user dropped the last reference to the ``AsyncConnection``: close it (flushing).
+    func releasedByUser() {
+        guard connection != nil, !closeRequested else { return }
+        submit(.close(OneShot()))
+    }
+
+    func abort() {
+        connection?.abortConnection()
+    }
+
+    // MARK: Writing (reactor thread)
+
+    /// True while the transport's write queue means what it says (open, or
+    /// flushing before a close we asked for), not once it is closing.
+    private var queueIsLive: Bool {
+        guard let connection else { return false }
+        return connection.state == .open || connection.state == .disconnecting
+    }
+
+    func submit(_ op: Op) {
+        guard connection != nil else {
+            if case .write(_, let waiter) = op, writeSideClosed {
+                waiter.fail(AsyncConnectionError.closedForWriting)
+            } else {
+                fail(op, lostReason ?? ConnectionDone())
+            }
+            return
+        }
+        ops.append(op)
+        pump()
+    }
+
+    /// Hands queued operations to the transport, in order, while it is below
+    /// its high-water mark.
+    private func pump() {
+        while !ops.isEmpty {
+            guard let connection, queueIsLive else { return }  // lost() fails what is left
+            switch ops[0] {
+            case .write(let bytes, let waiter):
+                if waiter.isFinished {  // cancelled while waiting: never written
+                    ops.removeFirst()
+                    continue
+                }
+                if writeSideClosed {
+                    ops.removeFirst()
+                    waiter.fail(AsyncConnectionError.closedForWriting)
+                    continue
+                }
+                guard connection.bufferSize <= connection.writeHighWaterMark else { return }
+                ops.removeFirst()
+                bytes.withUnsafeBytes { connection.write($0) }
+                submitted += bytes.count
+                if queueIsLive, connection.bufferSize == 0 {
+                    waiter.succeed(())
+                } else {
+                    // Queued, or the write failed and the connection is closing (lost() fails it).
+                    flushWaiters.append((submitted, waiter))
+                }
+            case .closeWrite(let waiter):
+                ops.removeFirst()
+                if writeShut || closeRequested {
+                    if writeShut { waiter.succeed(()) } else { halfCloseWaiters.append(waiter) }
+                    continue
+                }
+                halfCloseWaiters.append(waiter)
+                if !writeSideClosed {
+                    writeSideClosed = true
+                    connection.loseWriteConnection()  // flushes, then FIN
+                }
+            case .close(let waiter):
+                ops.removeFirst()
+                closeWaiters.append(waiter)
+                writeSideClosed = true
+                if !closeRequested {
+                    closeRequested = true
+                    connection.loseConnection()  // flushes, then closes
+                }
+            }
+        }
+    }
+
+    /// A `uv_write` completed: writers whose bytes all reached the kernel
+    /// return, and waiting writes may be admitted.
+    private func drainProgressed() {
+        guard let connection, queueIsLive else { return }
+        let handed = submitted - connection.bufferSize
+        var done = 0
+        while done < flushWaiters.count, flushWaiters[done].target <= handed { done += 1 }
+        if done > 0 {
+            let finished = flushWaiters[..<done]
+            flushWaiters.removeFirst(done)
+            for entry in finished { entry.waiter.succeed(()) }
+        }
+        pump()
+    }
+
+    // MARK: Reading
+
+    enum End {
+        case clean
+        case failed(CarriedError)
+    }
+
+    struct InboundState {
+        var chunks: [[UInt8]] = []
+        var head = 0
+        var buffered = 0
+        var end: End?
+        var waiter: CheckedContinuation<[UInt8]?, any Error>?
+        var waiterID = 0
+        var nextWaiterID = 0
+        /// We paused the transport's reading (buffer above the high-water mark).
+        var paused = false
+        var resumeScheduled = false
+        // Statistics, for tests.
+        var maxBuffered = 0
+        var pauseCount = 0
+
+        enum Step {
+            case chunk([UInt8], resumeReading: Bool)
+            case end
+            case failed(CarriedError)
+            case wait
+        }
+
+        mutating func take(lowWater: Int) -> Step {
+            if head < chunks.count {
+                let chunk = chunks[head]
+                chunks[head] = []
+                head += 1
+                if head == chunks.count {
+                    chunks.removeAll(keepingCapacity: true)
+                    head = 0
+                } else if head >= 32, head * 2 >= chunks.count {
+                    chunks.removeFirst(head)
+                    head = 0
+                }
+                buffered -= chunk.count
+                var resume = false
+                if paused, !resumeScheduled, end == nil, buffered <= lowWater {
+                    resumeScheduled = true
+                    resume = true
+                }
+                return .chunk(chunk, resumeReading: resume)
+            }
+            switch end {
+            case .clean: return .end
+            case .failed(let error): return .failed(error)
+            case nil: return .wait
+            }
+        }
+    }
+
+    /// `dataReceived` (reactor thread): hand the chunk to a waiting reader or
+    /// buffer it; pause reading the socket above the high-water mark.
+    func received(_ data: Span<UInt8>) {
+        let chunk = data.array
+        let high = inboundHighWater
+        let (reader, pause) = inbound.withLock { state -> (CheckedContinuation<[UInt8]?, any Error>?, Bool) in
+            guard state.end == nil else { return (nil, false) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, false)
+            }
+            state.chunks.append(chunk)
+            state.buffered += chunk.count
+            state.maxBuffered = max(state.maxBuffered, state.buffered)
+            guard !state.paused, state.buffered > high else { return (nil, false) }
+            state.paused = true
+            state.pauseCount += 1
+            return (nil, true)
+        }
+        reader?.resume(returning: chunk)
+        if pause { connection?.pauseProducing() }
+    }
+
+    private func finishInbound(_ end: End) {
+        let reader = inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
+            guard state.end == nil else { return nil }
+            state.end = end
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        guard let reader else { return }
+        switch end {
+        case .clean: reader.resume(returning: nil)
+        case .failed(let carried): reader.resume(throwing: carried.error)
+        }
+    }
+
+    /// Reactor thread: the reader drained the buffer to the low-water mark.
+    private func resumeReadingIfDrained() {
+        let low = inboundLowWater
+        let resume = inbound.withLock { state -> Bool in
+            state.resumeScheduled = false
+            guard state.paused, state.end == nil, state.buffered <= low else { return false }
+            state.paused = false
+            return true
+        }
+        if resume, let connection, queueIsLive { connection.resumeProducing() }
+    }
+
+    /// The next chunk for the inbound sequence (any thread).
+    func nextChunk() async throws -> [UInt8]? {
+        let low = inboundLowWater
+        var id = 0
+        let first = inbound.withLock { state -> InboundState.Step in
+            let step = state.take(lowWater: low)
+            if case .wait = step {
+                state.nextWaiterID += 1
+                id = state.nextWaiterID
+            }
+            return step
+        }
+        switch first {
+        case .chunk(let chunk, let resume):
+            if resume { reactor.perform { self.resumeReadingIfDrained() } }
+            return chunk
+        case .end:
+            return nil
+        case .failed(let carried):
+            throw carried.error
+        case .wait:
+            break
+        }
+        let waiterID = id
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8]?, any Error>) in
+                enum Outcome { case installed, step(InboundState.Step), busy, cancelled }
+                let outcome = inbound.withLock { state -> Outcome in
+                    let step = state.take(lowWater: low)
+                    guard case .wait = step else { return .step(step) }
+                    if state.waiter != nil { return .busy }
+                    if Task.isCancelled { return .cancelled }
+                    state.waiter = continuation
+                    state.waiterID = waiterID
+                    return .installed
+                }
+                switch outcome {
+                case .installed:
+                    break
+                case .busy:
+                    continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
+                case .cancelled:
+                    continuation.resume(throwing: CancellationError())
+                case .step(.chunk(let chunk, let resume)):
+                    if resume { reactor.perform { self.resumeReadingIfDrained() } }
+                    continuation.resume(returning: chunk)
+                case .step(.failed(let carried)):
+                    continuation.resume(throwing: carried.error)
+                case .step(.end), .step(.wait):
+                    continuation.resume(returning: nil)
+                }
+            }
+        } onCancel: {
+            let reader = self.inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
+                guard state.waiter != nil, state.waiterID == waiterID else { return nil }
+                let waiter = state.waiter
+                state.waiter = nil
+                return waiter
+            }
+            reader?.resume(throwing: CancellationError())
+        }
+    }
+
+    // MARK: Test access (reactor thread)
+
+    /// Bytes written but not yet with the kernel (0 once lost).
+    var transportBufferSize: Int { connection?.bufferSize ?? 0 }
+    /// Writes waiting for admission.
+    var waitingOps: Int { ops.count }
+    /// `close()` reached the transport.
+    var closeWasRequested: Bool { closeRequested }
+    /// Bytes handed to the transport so far.
+    var bytesSubmitted: Int { submitted }
+    /// The transport's high-water mark (settable for tests), or 0 once lost.
+    var writeHighWaterMark: Int {
+        get { connection?.writeHighWaterMark ?? 0 }
+        set { connection?.writeHighWaterMark = newValue }
+    }
+}
+
+/// The protocol under every ``AsyncConnection``: forwards the transport's
+/// callbacks to the ``ConnectionCore``. Half-closeable, so the peer's EOF
+/// ends the inbound sequence while writing goes on.
+/// Threading: reactor thread only.
+final class AsyncBridge: Protocol, HalfCloseableProtocol {
+    var core: ConnectionCore?
+    /// Called with the new connection once `connectionMade` ran.
+    var onMade: ((AsyncConnection) -> Void)?
+
+    override func connectionMade() throws {
+        guard let core, let stream = transport as? StreamConnection else {
+            transport?.abortConnection()  // only real stream connections carry the async API
+            return
+        }
+        core.attach(stream)
+        let connection = AsyncConnection(core: core, peerAddress: stream.getPeer(), localAddress: stream.getHost())
+        let made = onMade
+        onMade = nil
+        made?(connection)
+    }
+
+    override func dataReceived(_ data: Span<UInt8>) throws {
+        core?.received(data)
+    }
+
+    override func connectionLost(_ reason: any Error) {
+        onMade = nil
+        core?.lost(reason)
+    }
+
+    func readConnectionLost() {
+        core?.peerFinished()
+    }
+
+    func writeConnectionLost() {
+        core?.writeSideShut()
+    }
+}

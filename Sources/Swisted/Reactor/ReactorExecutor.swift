@@ -1,0 +1,102 @@
+import CLibUV
+import Glibc
+
+// MARK: The reactor as a Swift executor
+
+/// The reactor is a Swift `SerialExecutor` and `TaskExecutor`: jobs given to
+/// it run on the reactor's thread, between I/O callbacks, one at a time.
+///
+/// An actor whose executor is the reactor's runs on the reactor thread, so it
+/// may call transports, protocols and the reactor synchronously, and a
+/// protocol callback may enter it with `assumeIsolated` with no thread hop:
+///
+/// ```swift
+/// actor ChatRoom {
+///     let reactor: Reactor
+///     nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+///     var members: [Protocol] = []
+///     func broadcast(_ line: String) { for member in members { member.transport?.write(line) } }
+/// }
+/// // inside a protocol's dataReceived (on the reactor thread):
+/// room.assumeIsolated { $0.broadcast(line) }
+/// ```
+///
+/// `Task(executorPreference: reactor) { ... }` runs nonisolated async code
+/// on the reactor thread the same way.
+///
+/// Jobs enqueued from the reactor thread itself run at the next loop
+/// iteration, before polling (no lock, no system call); jobs from other
+/// threads enter through the same `uv_async_t` wake-up as
+/// ``callFromThread(_:)``, in one FIFO with it. Neither allocates per job.
+/// Jobs wait while the reactor is not running and run at the next
+/// ``run(installSignalHandlers:)``: a reactor that never runs never runs them.
+///
+/// Threading: `enqueue` may be called from any thread (Swift calls it).
+extension Reactor: SerialExecutor, TaskExecutor {
+    /// Schedules a Swift concurrency job on the reactor thread. Any thread.
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if isRunningOnCurrentThread {
+            localJobs.append(job)
+            if localJobs.count == 1 { startIdle() }
+        } else {
+            crossThreadJobs.append(.job(job))
+            uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
+        }
+    }
+
+    /// This reactor as the executor of an actor (`unownedExecutor`).
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// This reactor as a task executor preference (`Task(executorPreference:)`).
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    /// Traps unless called on the thread running this reactor: what
+    /// `assumeIsolated` and `preconditionIsolated` rely on.
+    public func checkIsolated() {
+        precondition(isRunningOnCurrentThread, "Swisted: expected to run on the reactor's thread (inside reactor.run())")
+    }
+
+    /// True on the thread running this reactor (inside ``run(installSignalHandlers:)``).
+    public func isIsolatingCurrentContext() -> Bool? {
+        isRunningOnCurrentThread
+    }
+
+    /// Runs one job on this thread, with the reactor as both its serial and task executor.
+    func runJob(_ job: UnownedJob) {
+        job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+    }
+}
+
+// MARK: Submitting work from async code
+
+extension Reactor {
+    /// Runs `body` on the reactor thread and returns its value (or throws its
+    /// error) to the awaiting task: the async form of ``callFromThread(_:)``.
+    ///
+    /// Called on the reactor thread (from an actor on the reactor's executor,
+    /// say), `body` runs at once with no hop. Otherwise it runs at the
+    /// reactor's next wake-up, or when the reactor next runs if it is not
+    /// running. `body` is `sending`: it may capture values that the caller
+    /// hands over (built before the call and not used after), such as a new
+    /// factory; its result must be `Sendable`.
+    ///
+    /// ```swift
+    /// let port = try await reactor.submit { try reactor.listenTCP(0, Factory.forProtocol(Echo.self)).getHost() }
+    /// ```
+    ///
+    /// Threading: any thread, any task. Cancelling the awaiting task does not
+    /// cancel `body`: it runs, and its result is returned.
+    /// - Throws: whatever `body` throws.
+    public func submit<T: Sendable>(_ body: sending @escaping () throws -> T) async throws -> T {
+        if isRunningOnCurrentThread { return try body() }
+        nonisolated(unsafe) let body = body  // `sending`: no one else holds it
+        return try await withCheckedThrowingContinuation { continuation in
+            callFromThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}

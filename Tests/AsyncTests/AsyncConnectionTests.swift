@@ -1,0 +1,633 @@
+// The async/await API over real loopback sockets: connect and listen, the
+// inbound sequence's back-pressure, write's suspension and completion,
+// close and half-close, cancellation, and errors.
+
+import Glibc
+@testable import Swisted
+import Testing
+
+/// Echoes every connection of `listener` until it ends (a server task).
+@discardableResult
+func serveEcho(_ listener: AsyncListener) -> Task<Void, Never> {
+    Task {
+        await withTaskGroup(of: Void.self) { group in
+            do {
+                for try await connection in listener {
+                    group.addTask {
+                        do {
+                            for try await chunk in connection.inbound {
+                                try await connection.write(chunk)
+                            }
+                        } catch {}
+                        await connection.close()
+                    }
+                }
+            } catch {}
+        }
+    }
+}
+
+/// Reads `count` bytes from `connection` (they may come in any chunks).
+func read(_ connection: AsyncConnection, count: Int) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    var iterator = connection.inbound.makeAsyncIterator()
+    while bytes.count < count {
+        guard let chunk = try await iterator.next() else { break }
+        bytes += chunk
+    }
+    return bytes
+}
+
+/// Reads until the inbound sequence ends.
+func readToEnd(_ connection: AsyncConnection) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    for try await chunk in connection.inbound { bytes += chunk }
+    return bytes
+}
+
+@Suite("Async connections", .timeLimit(.minutes(1)))
+struct AsyncConnectionTests {
+    @Test("connect, write, read the echo, close: the server sees the end, every handle closes")
+    func echoRoundTrip() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        #expect(listener.port != 0)
+        let server = serveEcho(listener)
+
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        #expect((client.peerAddress as? IPv4Address)?.port == listener.port)
+        try await client.write("hello, async")
+        let echoed = try await read(client, count: 12)
+        #expect(String(decoding: echoed, as: UTF8.self) == "hello, async")
+        await client.close()
+        // After close, the inbound sequence ends and writes are refused.
+        #expect(try await readToEnd(client) == [])
+        await #expect(throws: AsyncConnectionError.closedForWriting) { try await client.write("late") }
+
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
+    @Test("10,000 sequential await round trips over loopback")
+    func tenThousandRoundTrips() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+
+        var iterator = client.inbound.makeAsyncIterator()
+        var completed = 0
+        var wrong = 0
+        for round in 0..<10_000 {
+            let message = withUnsafeBytes(of: UInt32(round).littleEndian, Array.init)
+            try await client.write(message)
+            var reply: [UInt8] = []
+            while reply.count < message.count {
+                guard let chunk = try await iterator.next() else { break }
+                reply += chunk
+            }
+            if reply != message { wrong += 1 }
+            completed += 1
+        }
+        #expect(completed == 10_000)
+        #expect(wrong == 0)
+
+        await client.close()
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
+    @Test("from a task on the reactor's executor: 1,000 round trips, every step on the reactor thread (no hop)")
+    func onReactorExecutor() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let port = listener.port
+
+        let outcome = try await Task(executorPreference: reactor) { () -> (rounds: Int, offThread: Int) in
+            var offThread = 0
+            let client = try await reactor.connect(host: "127.0.0.1", port: port)
+            if !reactor.isRunningOnCurrentThread { offThread += 1 }
+            var iterator = client.inbound.makeAsyncIterator()
+            var rounds = 0
+            for round in 0..<1000 {
+                let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
+                try await client.write(message)
+                if !reactor.isRunningOnCurrentThread { offThread += 1 }
+                var reply: [UInt8] = []
+                while reply.count < message.count, let chunk = try await iterator.next() { reply += chunk }
+                if !reactor.isRunningOnCurrentThread { offThread += 1 }
+                if reply == message { rounds += 1 }
+            }
+            await client.close()
+            return (rounds, offThread)
+        }.value
+        #expect(outcome.rounds == 1000)
+        #expect(outcome.offThread == 0)
+
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
+    @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
+    func slowConsumer() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let options = AsyncConnection.Options(inboundHighWaterMark: 64 * 1024, inboundLowWaterMark: 16 * 1024)
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", options: options)
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+
+        let total = 8 * 1024 * 1024
+        let writer = Task {
+            var offset = 0
+            while offset < total {
+                let count = min(64 * 1024, total - offset)
+                try await client.write(pattern(from: offset, count: count))
+                offset += count
+            }
+            await client.close()
+        }
+
+        // Nobody consumes yet: reading must pause once 64 KiB wait.
+        let core = server.core
+        await thread.eventually("the server's reading is paused") {
+            core.inbound.withLock { $0.paused }
+        }
+        #expect(core.inbound.withLock { $0.buffered } > 64 * 1024)
+
+        // Now a consumer slower than the network: one reactor round trip per chunk.
+        var checker = PatternChecker()
+        for try await chunk in server.inbound {
+            checker.check(chunk)
+            _ = try await thread.onReactor { 0 }
+        }
+        try await writer.value
+        #expect(checker.received == total)
+        #expect(checker.mismatches == 0)
+        let stats = core.inbound.withLock { (max: $0.maxBuffered, pauses: $0.pauseCount) }
+        // Bounded: the high-water mark plus at most one read (the reactor reads 64 KiB at a time).
+        #expect(stats.max <= 64 * 1024 + Reactor.readSlabSize)
+        #expect(stats.pauses >= 2, "reading was paused, resumed and paused again")
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("write suspends above the high-water mark and returns once the kernel has every byte")
+    func writeSuspendsAboveHighWaterMark() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        // 4 MiB: far more than a Unix socket's kernel buffers and the peer's
+        // 64 KiB inbound buffer, and nobody reads on the server yet.
+        let big = 4 * 1024 * 1024
+        let done = Locked<[String]>([])
+        let bigBytes = pattern(count: big)
+        let first = Task {
+            try await client.write(bigBytes)
+            done.withLock { $0.append("first") }
+        }
+        await thread.eventually("the first write is queued above the high-water mark") {
+            core.bytesSubmitted == big && core.transportBufferSize > core.writeHighWaterMark
+        }
+        // On the reactor thread: bytes are still queued, so the write cannot have returned.
+        let firstPending = try await thread.onReactor {
+            core.transportBufferSize > 0 && done.withLock { $0.isEmpty }
+        }
+        #expect(firstPending)
+
+        let second = Task {
+            try await client.write(pattern(from: big, count: 1024))
+            done.withLock { $0.append("second") }
+        }
+        await thread.eventually("the second write waits for admission") { core.waitingOps == 1 }
+        let secondHeld = try await thread.onReactor {
+            core.bytesSubmitted == big && core.waitingOps == 1 && done.withLock { $0.isEmpty }
+        }
+        #expect(secondHeld, "the second write was not handed to the transport above the high-water mark")
+
+        // The server reads: both writes complete, in order, with every byte.
+        var checker = PatternChecker()
+        var iterator = server.inbound.makeAsyncIterator()
+        while checker.received < big + 1024, let chunk = try await iterator.next() {
+            checker.check(chunk)
+        }
+        try await first.value
+        try await second.value
+        #expect(checker.received == big + 1024)
+        #expect(checker.mismatches == 0)
+        #expect(done.withLock { $0 } == ["first", "second"])
+        let drained = try await thread.onReactor { core.transportBufferSize }
+        #expect(drained == 0)
+
+        await client.close()
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("close right after writes delivers every byte, including writes still waiting to be admitted")
+    func closeAfterWritesDeliversEverything() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        // A Unix socket: its small kernel buffers (no TCP autotuning) make
+        // the queue fill deterministically.
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        // Three writes from separate tasks, handed over in order: the first
+        // fills the queue, the others wait for admission; then close.
+        let size = 6 * 1024 * 1024
+        var writers: [Task<Void, any Error>] = []
+        let parts = (0..<3).map { pattern(from: $0 * size, count: size) }
+        for part in 0..<3 {
+            let bytes = parts[part]
+            writers.append(Task { try await client.write(bytes) })
+            await thread.eventually("write \(part) reached the reactor") {
+                core.bytesSubmitted + core.waitingOps * size == (part + 1) * size
+            }
+        }
+        let waiting = try await thread.onReactor { (core.bytesSubmitted, core.waitingOps) }
+        #expect(waiting.0 == size && waiting.1 == 2, "one write queued in the transport, two waiting for admission")
+        let closer = Task { await client.close() }
+
+        var checker = PatternChecker()
+        for try await chunk in server.inbound { checker.check(chunk) }
+        #expect(checker.received == 3 * size)
+        #expect(checker.mismatches == 0)
+        for writer in writers { try await writer.value }
+        await closer.value
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("closeWrite half-closes after the writes: the peer reads to EOF and can still answer")
+    func halfClose() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+
+        try await client.write(pattern(count: 100_000))
+        try await client.closeWrite()
+        await #expect(throws: AsyncConnectionError.closedForWriting) { try await client.write("more") }
+
+        let request = try await readToEnd(server)
+        #expect(request == pattern(count: 100_000))
+        try await server.write("got \(request.count)")
+        await server.close()
+
+        let reply = try await readToEnd(client)
+        #expect(String(decoding: reply, as: UTF8.self) == "got 100000")
+        await client.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("Task cancellation cancels a pending connect (stuck in name resolution)")
+    func cancelPendingConnect() async throws {
+        let thread = await BackgroundReactor.start()
+        let resolver = HangingResolver()
+        let asked = resolver.asked
+        let cancelled = resolver.cancelled
+        try await thread.onReactor { thread.reactor.resolver = resolver }
+
+        let attempt = Task { try await thread.reactor.connect(host: "never.invalid", port: 80) }
+        await thread.eventually("the lookup started") { asked.withLock { $0 } }
+        attempt.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await attempt.value }
+        await thread.eventually("the lookup was cancelled") { cancelled.withLock { $0 } }
+
+        // The protocol helper too.
+        asked.withLock { $0 = false }
+        cancelled.withLock { $0 = false }
+        let helper = Task { try await thread.reactor.connectTCP("never.invalid", 80) { Protocol() } }
+        await thread.eventually("the second lookup started") { asked.withLock { $0 } }
+        helper.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await helper.value }
+        await thread.eventually("the second lookup was cancelled") { cancelled.withLock { $0 } }
+
+        // Cancelled before it started: no attempt at all.
+        asked.withLock { $0 = false }
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await thread.reactor.connect(host: "never.invalid", port: 80)
+        }
+        await #expect(throws: CancellationError.self) { _ = try await early.value }
+        let none = try await thread.onReactor { asked.withLock { $0 } }
+        #expect(!none)
+
+        await thread.stop()
+    }
+
+    @Test("a refused connect throws ConnectionRefusedError")
+    func connectRefused() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let port = listener.port
+        await listener.close()
+        await #expect(throws: ConnectionRefusedError.self) {
+            _ = try await thread.reactor.connect(host: "127.0.0.1", port: port)
+        }
+        await #expect(throws: ConnectionRefusedError.self) {
+            _ = try await thread.reactor.connectTCP("127.0.0.1", port) { Protocol() }
+        }
+        await thread.stop()
+    }
+
+    @Test("connectTCP { protocol } returns the protocol after its connectionMade ran")
+    func connectProtocol() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+
+        let client = try await thread.reactor.connectTCP("127.0.0.1", listener.port) { Greeter() }
+        let made = try await thread.onReactor { client.value.made }
+        #expect(made)
+        // It talks: the greeting comes back through the echo server.
+        await thread.eventually("the echo of the greeting arrived") { client.value.received == Array("hi".utf8) }
+        try await thread.onReactor { client.value.transport?.loseConnection() }
+        await thread.eventually("the client's connection is lost") { client.value.lost }
+
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
+    @Test("the peer's reset makes inbound throw ConnectionLost, and writes then throw it too")
+    func peerReset() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let raw = rawConnect(port: listener.port)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+
+        #expect(send(raw, "x", 1, 0) == 1)
+        #expect(try await read(server, count: 1) == Array("x".utf8))
+        resetAndClose(raw)  // SO_LINGER 0: close sends a reset
+        await #expect(throws: ConnectionLost.self) { _ = try await readToEnd(server) }
+        await #expect(throws: ConnectionLost.self) { try await server.write("z") }
+
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("abort: our inbound delivers what was buffered, then ends; the peer sees the end")
+    func abortLocally() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+
+        try await client.write("y")
+        await thread.eventually("the server buffered y") { server.core.inbound.withLock { $0.buffered } == 1 }
+        server.abort()
+        #expect(try await readToEnd(server) == Array("y".utf8))
+        #expect(try await readToEnd(client) == [])
+        await #expect(throws: ConnectionAborted.self) { try await server.write("z") }
+
+        await client.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("stopping the reactor ends waiting readers and fails pending connects")
+    func reactorStop() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        let resolver = HangingResolver()
+        let asked = resolver.asked
+        try await thread.onReactor { thread.reactor.resolver = resolver }
+
+        let reader = Task { try await readToEnd(client) }
+        let acceptor = Task { () -> [AsyncConnection] in
+            var kept: [AsyncConnection] = []  // kept open: dropping one would close it
+            for try await connection in listener { kept.append(connection) }
+            return kept
+        }
+        let connecting = Task { try await thread.reactor.connect(host: "never.invalid", port: 80) }
+        await thread.eventually("the lookup started") { asked.withLock { $0 } }
+        await thread.eventually("the reader waits") { client.core.inbound.withLock { $0.waiter != nil } }
+
+        await thread.stop()
+        await #expect(throws: ConnectionLost.self) { _ = try await reader.value }
+        await #expect(throws: UserError.self) { _ = try await connecting.value }
+        // The shutdown closed the port: the accept sequence ended.
+        let kept = try await acceptor.value
+        #expect(kept.count == 1)
+        await #expect(throws: ConnectionLost.self) { _ = try await readToEnd(kept[0]) }
+        // Calls after the stop answer at once (the connection is gone, the port closed).
+        await #expect(throws: ConnectionLost.self) { try await client.write("late") }
+        await listener.close()
+        await client.close()
+    }
+
+    @Test("one task at a time on inbound; a cancelled read loses nothing")
+    func cancelledRead() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+
+        let waiting = Task { try await read(server, count: 1) }
+        await thread.eventually("the read waits") { server.core.inbound.withLock { $0.waiter != nil } }
+        await #expect(throws: AsyncConnectionError.concurrentIteration) { _ = try await read(server, count: 1) }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+
+        try await client.write("after")
+        #expect(try await read(server, count: 5) == Array("after".utf8))
+
+        await client.close()
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("accept back-pressure: at most maxPendingConnections wait, none is lost")
+    func acceptBackPressure() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", maxPendingConnections: 2)
+        var clients: [AsyncConnection] = []
+        for _ in 0..<5 {
+            // The kernel completes the handshake from the backlog even while accepting is paused.
+            clients.append(try await thread.reactor.connect(host: "127.0.0.1", port: listener.port))
+        }
+        let core = listener.core
+        await thread.eventually("two connections wait and accepting is paused") {
+            core.state.withLock { $0.count == 2 && $0.acceptPaused }
+        }
+        let paused = try await thread.onReactor { core.port?.consumerPaused == true }
+        #expect(paused)
+
+        var servers: [AsyncConnection] = []
+        var iterator = listener.makeAsyncIterator()
+        while servers.count < 5, let connection = try await iterator.next() {
+            servers.append(connection)
+        }
+        #expect(servers.count == 5)
+        #expect(core.state.withLock { $0.maxQueued } <= 2)
+        // Every accepted connection is one of ours: each carries its client's port.
+        let clientPorts = Set(clients.compactMap { ($0.localAddress as? IPv4Address)?.port })
+        let serverPeers = Set(servers.compactMap { ($0.peerAddress as? IPv4Address)?.port })
+        #expect(clientPorts == serverPeers)
+
+        for connection in clients + servers { await connection.close() }
+        await listener.close()
+        await thread.stop()
+    }
+}
+
+@Suite("Async connections: cancellation and release", .timeLimit(.minutes(1)))
+struct AsyncReleaseTests {
+    @Test("a write cancelled while waiting for the high-water mark is never sent; later writes are")
+    func cancelledWriteIsNotSent() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        let big = 2 * 1024 * 1024
+        let bigBytes = pattern(count: big)
+        let first = Task { try await client.write(bigBytes) }
+        await thread.eventually("the first write is queued above the high-water mark") {
+            core.bytesSubmitted == big && core.transportBufferSize > core.writeHighWaterMark
+        }
+        let second = Task { try await client.write([UInt8](repeating: 0xEE, count: 1000)) }
+        await thread.eventually("the second write waits for admission") { core.waitingOps == 1 }
+        second.cancel()
+        await #expect(throws: CancellationError.self) { try await second.value }
+        let third = Task { try await client.write(pattern(from: big, count: 1000)) }
+        let closer = Task {
+            try await third.value
+            await client.close()
+        }
+
+        var checker = PatternChecker()
+        for try await chunk in server.inbound { checker.check(chunk) }
+        #expect(checker.received == big + 1000, "the cancelled write's 1000 bytes were not sent")
+        #expect(checker.mismatches == 0)
+        try await first.value
+        try await closer.value
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("cancelling close() aborts the connection: the stuck write throws ConnectionAborted")
+    func cancelledCloseAborts() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        let core = client.core
+
+        let big = 2 * 1024 * 1024
+        let bigBytes = pattern(count: big)
+        let writer = Task { try await client.write(bigBytes) }
+        await thread.eventually("the write is queued") { core.bytesSubmitted == big && core.transportBufferSize > 0 }
+        let closer = Task { await client.close() }
+        await thread.eventually("close was requested") { core.transportBufferSize > 0 && client.core.closeWasRequested }
+        closer.cancel()
+        await closer.value
+        await #expect(throws: ConnectionAborted.self) { try await writer.value }
+        // The server gets a part of the stream, then the end (or a reset): never more than was written.
+        var checker = PatternChecker()
+        do { for try await chunk in server.inbound { checker.check(chunk) } } catch is ConnectionLost {}
+        #expect(checker.received < big)
+        #expect(checker.mismatches == 0)
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
+    @Test("dropping the last reference to a connection closes it; closing a listener closes the connections nobody took")
+    func releaseCloses() async throws {
+        let thread = await BackgroundReactor.start()
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
+        var accepted = listener.makeAsyncIterator()
+
+        // Dropped client: the server's inbound ends.
+        var dropped: AsyncConnection? = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        let server = try #require(try await accepted.next())
+        try await dropped!.write("bye")
+        dropped = nil
+        #expect(try await readToEnd(server) == Array("bye".utf8))
+        await server.close()
+
+        // A connection accepted but never taken is closed with the listener.
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        await thread.eventually("the listener holds the connection") { listener.core.state.withLock { $0.count == 1 } }
+        await listener.close()
+        #expect(try await accepted.next() == nil)
+        #expect(try await readToEnd(client) == [])
+        await client.close()
+        await thread.stop()
+    }
+}
+
+/// Says "hi" in connectionMade and records what comes back (reactor thread only).
+final class Greeter: Protocol {
+    var made = false
+    var received: [UInt8] = []
+    var lost = false
+
+    override func connectionMade() throws {
+        made = true
+        transport!.write("hi")
+    }
+
+    override func dataReceived(_ data: Span<UInt8>) throws {
+        received += data.array
+    }
+
+    override func connectionLost(_ reason: any Error) {
+        lost = true
+    }
+}
+
+/// A resolver that never answers (reactor thread only); records the
+/// request and its cancellation where other threads can look.
+final class HangingResolver: NameResolver, @unchecked Sendable {
+    let asked = Locked(false)
+    let cancelled = Locked(false)
+
+    final class Lookup: HostResolution {
+        let cancelled: Locked<Bool>
+        init(_ cancelled: Locked<Bool>) { self.cancelled = cancelled }
+        func cancel() { cancelled.withLock { $0 = true } }
+    }
+
+    func resolveHostName(_ host: String, on reactor: Reactor,
+                         completion: @escaping (Result<[String], any Error>) -> Void) -> (any HostResolution)? {
+        asked.withLock { $0 = true }
+        return Lookup(cancelled)
+    }
+}
