@@ -18,6 +18,8 @@
 # `@testable import Swisted` to reach the internal address parsing), then
 # each target is Fuzz/Support.swift + Fuzz/<target>.swift linked with them
 # and -luv. -O keeps the fuzzer fast; -assert-config Debug keeps assert().
+# Swisted logs through swift-log: its Logging module is built too (plain -O,
+# not instrumented), from SwiftPM's checkout (`swift package resolve`).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,19 @@ stale() {  # stale OUTPUT DIR...
     out=$1; shift
     [ -n "$(find "$@" Fuzz/run.sh -newer "$out" -name '*.s[wh]*' -print -quit)" ]
 }
+
+if grep -rqs '^import Logging' Sources/Swisted; then
+    LOGGING=.build/checkouts/swift-log/Sources/Logging
+    [ -d "$LOGGING" ] || ${SWIFT:-swift} package resolve
+    if stale "$OUT/libLogging.a" "$LOGGING"; then
+        echo "fuzz: building Logging (swift-log)"
+        # shellcheck disable=SC2046
+        $SWIFTC -swift-version 5 -O -parse-as-library -wmo -module-name Logging \
+            -emit-library -static -emit-module -emit-module-path "$OUT/Logging.swiftmodule" \
+            -o "$OUT/libLogging.a" $(find "$LOGGING" -name '*.swift' | sort)
+    fi
+    LINK="$LINK -lLogging"
+fi
 
 if stale "$OUT/libSwisted.a" Sources/Swisted CLibUV; then
     echo "fuzz: building Swisted (instrumented)"
