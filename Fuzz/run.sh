@@ -47,7 +47,7 @@ if grep -rqs '^import Logging' Sources/Swisted; then
     if stale "$OUT/libLogging.a" "$LOGGING"; then
         echo "fuzz: building Logging (swift-log)"
         # shellcheck disable=SC2046
-        $SWIFTC -swift-version 5 -O -parse-as-library -wmo -module-name Logging \
+        $SWIFTC -swift-version 5 -O -parse-as-library -wmo -module-name Logging -package-name swift_log \
             -emit-library -static -emit-module -emit-module-path "$OUT/Logging.swiftmodule" \
             -o "$OUT/libLogging.a" $(find "$LOGGING" -name '*.swift' | sort)
     fi
