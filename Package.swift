@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "get-poetry", targets: ["get-poetry"]),
         .executable(name: "swisted-proxy", targets: ["swisted-proxy"]),
         .executable(name: "swisted-kv", targets: ["swisted-kv"]),
+        .executable(name: "swisted-kv-client", targets: ["swisted-kv-client"]),
     ],
     dependencies: [
         // Only the example executables use it.
@@ -81,6 +82,11 @@ let package = Package(
             ],
             path: "Examples/kv/server"
         ),
+        .executableTarget(
+            name: "swisted-kv-client",
+            dependencies: ["Swisted", "KeyValue", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/kv/client"
+        ),
         // Runs the UDP multicast and broadcast scenarios inside a private
         // network namespace that UDPMulticastTests create (unshare -n), so no
         // datagram of the test suite reaches a real interface.
@@ -102,7 +108,7 @@ let package = Package(
         .testTarget(
             name: "ServiceLifecycleTests",
             dependencies: [
-                "Swisted", "SwistedServiceLifecycle",
+                "Swisted", "SwistedServiceLifecycle", "KeyValue",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]

@@ -25,7 +25,14 @@ public final class ConnectedPair {
     /// One end of a ``ConnectedPair``: a ``StringTransport`` whose bytes the pair moves.
     public final class End: StringTransport {
         /// The protocol on this end.
-        public let proto: Protocol
+        ///
+        /// Unowned: the protocol holds this end as its `transport`, so a
+        /// strong reference back made a cycle that kept both protocols,
+        /// their factories and clocks alive after the test (LeakSanitizer).
+        /// The pair owns the protocols (``ConnectedPair/server``,
+        /// ``ConnectedPair/client``); an end read after its pair and
+        /// protocol are gone traps instead of reading freed memory.
+        public unowned let proto: Protocol
         /// True once this end's protocol got `connectionLost`.
         public private(set) var closed = false
         /// Why this end closed, once ``closed``.
@@ -50,10 +57,10 @@ public final class ConnectedPair {
     public let serverTransport: End
     /// The client's end.
     public let clientTransport: End
-    /// The server protocol.
-    public var server: Protocol { serverTransport.proto }
-    /// The client protocol.
-    public var client: Protocol { clientTransport.proto }
+    /// The server protocol (the pair keeps it alive).
+    public let server: Protocol
+    /// The client protocol (the pair keeps it alive).
+    public let client: Protocol
 
     /// Deliver writes in pieces of this many bytes (nil: each side's pending bytes in one piece).
     public var chunkSize: Int?
@@ -67,6 +74,8 @@ public final class ConnectedPair {
     public init(server: Protocol, client: Protocol,
                 serverAddress: any Address = IPv4Address(type: .tcp, host: "127.0.0.1", port: 8000),
                 clientAddress: any Address = IPv4Address(type: .tcp, host: "127.0.0.1", port: 54321)) {
+        self.server = server
+        self.client = client
         serverTransport = End(proto: server, host: serverAddress, peer: clientAddress)
         clientTransport = End(proto: client, host: clientAddress, peer: serverAddress)
         for (end, side) in [(serverTransport, "server"), (clientTransport, "client")] {

@@ -85,6 +85,7 @@ struct LoopingCallTests {
         let clock = Clock()
         var calls = 0
         var loop: LoopingCall!
+        defer { loop = nil }  // its function captures it: break the cycle
         loop = LoopingCall(clock) {
             calls += 1
             if calls == 2 { loop.stop() }
@@ -112,6 +113,7 @@ struct LoopingCallTests {
         let reactor = Reactor()
         var calls = 0
         var loop: LoopingCall!
+        defer { loop = nil }  // its function captures it: break the cycle
         loop = LoopingCall(reactor) {
             calls += 1
             if calls == 50 {
@@ -124,6 +126,7 @@ struct LoopingCallTests {
         let watchdog = reactor.callLater(5) { try reactor.stop() }
         try reactor.run()
         #expect(watchdog.active)
+        try watchdog.cancel()  // else the reactor keeps it, and its closure keeps the reactor
         #expect(calls == 50)
         #expect(done)
     }

@@ -105,5 +105,57 @@ struct ReconnectingClientFactoryTests {
         factory.clientConnectionLost(connector, reason: ConnectionLost())
         let next = try #require(reactor.clock.getDelayedCalls().first)
         #expect(abs(next.getTime() - reactor.clock.seconds() - 2.7182818284590451) < 1e-9)
+        // The clock keeps the pending retry, which keeps the connector, which
+        // keeps the factory, which keeps the clock: cancel it.
+        factory.stopTrying()
+    }
+
+    @Test("factory and connector are freed once the program lets go of them (factory.connector does not keep its connector)")
+    func freedAfterUse() throws {
+        weak var weakFactory: ReconnectingClientFactory?
+        weak var weakConnector: Connector?
+        do {
+            let reactor = MemoryReactor()
+            let factory = ReconnectingClientFactory()
+            factory.clock = reactor.clock
+            factory.jitter = 0
+            let connector = reactor.connectTCP("127.0.0.1", 9, factory)
+            factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+            try reactor.clock.advance(10_000)  // the retry runs: connector.connect()
+            #expect(connectCalls(reactor) == 1)
+            #expect(factory.connector === connector)
+            weakFactory = factory
+            weakConnector = connector
+        }
+        #expect(weakFactory == nil)
+        #expect(weakConnector == nil)
+    }
+
+    @Test("a retry still pending keeps its connector until it runs, with no other reference to either")
+    func pendingRetryKeepsConnector() throws {
+        let clock = Clock()
+        let idle = Reactor()  // never run: the connector only reports its calls
+        var connects = 0
+        weak var weakConnector: Connector?
+        weak var weakFactory: ReconnectingClientFactory?
+        do {
+            let factory = ReconnectingClientFactory()
+            factory.clock = clock
+            factory.jitter = 0
+            let connector = Connector(reactor: idle, host: "127.0.0.1", port: 9, factory: factory, timeout: nil, bindAddress: nil)
+            connector.memoryCalls = { _, call in
+                if case .connect = call { connects += 1 }
+            }
+            factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
+            weakConnector = connector
+            weakFactory = factory
+        }
+        #expect(weakConnector != nil)  // held by the pending retry alone
+        #expect(weakFactory?.connector != nil)
+        try clock.advance(10_000)
+        #expect(connects == 1)
+        #expect(clock.getDelayedCalls().isEmpty)
+        #expect(weakConnector == nil)  // the retry ran: nothing holds it now
+        #expect(weakFactory == nil)
     }
 }

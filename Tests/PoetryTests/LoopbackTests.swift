@@ -37,7 +37,8 @@ struct PoetryLoopbackTests {
         factory.output = { lines.append($0) }
         var stops = 0
         var pendingAtStop = -1
-        reactor.addSystemEventTrigger(.before, .shutdown) {
+        // Unowned: the reactor keeps its triggers and the factory holds the reactor.
+        reactor.addSystemEventTrigger(.before, .shutdown) { [unowned factory] in
             stops += 1
             pendingAtStop = factory.poetryCount
         }

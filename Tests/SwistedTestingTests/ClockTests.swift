@@ -65,7 +65,9 @@ struct ClockTests {
     func chained() throws {
         let clock = Clock()
         var log: [Double] = []
-        clock.callLater(1) {
+        // Unowned: the call at 5 s is still pending at the end, and the
+        // clock keeps it: a strong capture would keep the clock alive.
+        clock.callLater(1) { [unowned clock] in
             log.append(clock.seconds())
             clock.callLater(0) { log.append(clock.seconds()) }
             clock.callLater(5) { log.append(clock.seconds()) }
@@ -82,6 +84,8 @@ struct ClockTests {
         clock.callLater(1) { tick() }
         try clock.pump([1, 1, 1, 0.5])
         #expect(ticks == [1, 2, 3])
+        // The next tick is pending, and it captures the clock that keeps it.
+        for call in clock.getDelayedCalls() { try call.cancel() }
     }
 
     @Test("an error from a call is thrown by advance after the other due calls ran")

@@ -85,4 +85,29 @@ struct ConnectedPairTests {
         #expect(pair.serverTransport.getPeer().description == pair.clientTransport.getHost().description)
         #expect(pair.clientTransport.getPeer().description == "IPv4Address(type='TCP', host='127.0.0.1', port=8000)")
     }
+
+    @Test("a pair, its ends and its protocols are freed once the test lets go of the pair (no end/protocol cycle)")
+    func freedAfterUse() {
+        weak var server: Protocol?
+        weak var client: Protocol?
+        weak var serverEnd: ConnectedPair.End?
+        weak var clientEnd: ConnectedPair.End?
+        do {
+            let recorder = Recorder()
+            recorder.onMade = { $0.transport!.write("ping") }
+            let pair = ConnectedPair(server: Echo(), client: recorder)
+            pair.flush()
+            #expect(recorder.received == Array("ping".utf8))
+            #expect(pair.server.transport === pair.serverTransport)
+            #expect(pair.serverTransport.proto === pair.server)
+            server = pair.server
+            client = pair.client
+            serverEnd = pair.serverTransport
+            clientEnd = pair.clientTransport
+        }
+        #expect(server == nil)
+        #expect(client == nil)
+        #expect(serverEnd == nil)
+        #expect(clientEnd == nil)
+    }
 }

@@ -66,6 +66,7 @@ struct MemoryReactorTests {
             override func startedConnecting(_ connector: Connector) { started.append(connector) }
         }
         let factory = Watching()
+        defer { factory.started.removeAll() }  // each connector holds the factory: break the cycle
         let connector = reactor.connectTCP("example.org", 443, factory, timeout: 5, bindAddress: nil)
         let client = try #require(reactor.tcpClients.first)
         #expect(client.host == "example.org" && client.port == 443 && client.timeout == 5)
@@ -94,7 +95,9 @@ struct MemoryReactorTests {
     @Test("a retrying factory reconnects 2 s after each failure, on the reactor's clock")
     func reconnecting() throws {
         let reactor = MemoryReactor()
-        let factory = Retrying(time: reactor)
+        // Its clock, not the reactor: the MemoryReactor keeps every factory
+        // it was given, so a factory holding the MemoryReactor is a cycle.
+        let factory = Retrying(time: reactor.clock)
         let connector = reactor.connectTCP("10.0.0.9", 25, factory)
         factory.clientConnectionFailed(connector, reason: ConnectionRefusedError())
         #expect(reactor.connectorCalls.isEmpty)

@@ -56,7 +56,10 @@ private final class SlowPeriodicReader: Protocol {
             readPauses += 1
             let transport = transport!
             transport.pauseProducing()
-            (factory as! ReactorFactory).reactor.callLater(0.005) { transport.resumeProducing() }
+            // Weak: the last pause may still be pending when the connection and
+            // the reactor stop; a strong capture would keep the transport,
+            // and through it the reactor that keeps this call, alive for good.
+            (factory as! ReactorFactory).reactor.callLater(0.005) { [weak transport] in transport?.resumeProducing() }
         }
     }
 
@@ -178,6 +181,7 @@ struct ProducerTests {
         }
         let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
         let client = ReactorFactory(reactor: reactor, protocolType: SlowPeriodicReader.self)
+        defer { client.built.removeAll() }  // each protocol holds its factory: break the cycle
         reactor.connectTCP("127.0.0.1", port.portNumber, client)
         try runReactor(reactor, timeLimit: 60)
         let received = try #require(client.built.first as? SlowPeriodicReader)

@@ -11,6 +11,7 @@ struct ListeningPortTests {
         let reactor = Reactor()
         let client = RecordingFactory()
         var second: ListeningPort?
+        defer { second = nil }  // closures kept by what it holds capture it: break the cycle
         var rebindError: (any Error)?
         var number = 0
         client.build = { _ in

@@ -40,7 +40,9 @@ struct ProxyAndFileSenderTests {
                 if probe.receivedCount >= nextPause {
                     nextPause += 256 * 1024
                     probe.transport!.pauseProducing()
-                    reactor.callLater(0.002) { probe.transport!.resumeProducing() }
+                    // Weak: the last one is still pending when the reactor stops; it
+                    // would keep the probe, its transport and the reactor alive.
+                    reactor.callLater(0.002) { [weak probe] in probe?.transport?.resumeProducing() }
                 }
                 if probe.receivedCount == total { probe.transport!.loseConnection() }
             }

@@ -38,8 +38,9 @@ struct ReconnectTests {
         let reactor = Reactor()
         let server = RecordingFactory()
         var port: ListeningPort!
+        defer { port = nil }  // closures kept by what it holds capture it: break the cycle
         var portNumber = 0
-        server.build = { _ in
+        server.build = { [unowned server] _ in  // the factory keeps this closure
             let probe = Probe()
             probe.onMade = { probe in
                 guard server.buildCount == 1 else { return }
@@ -59,7 +60,7 @@ struct ReconnectTests {
         client.initialDelay = 0.05
         client.factor = 1.5
         client.jitter = 0
-        client.onMade = {
+        client.onMade = { [unowned client] in  // the factory keeps this closure
             if client.made == 2 {
                 client.stopTrying()
                 try? reactor.stop()

@@ -22,6 +22,7 @@ struct TCPCloseTests {
         let reactor = Reactor()
         let server = RecordingFactory()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         server.build = { _ in
             let probe = Probe()
             probe.onLost = { _, _ in
@@ -51,6 +52,7 @@ struct TCPCloseTests {
     func loseConnectionByUs() throws {
         let reactor = Reactor()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let bothClosed = Countdown(2) {
             listening?.stopListening()
             try? reactor.stop()
@@ -83,6 +85,7 @@ struct TCPCloseTests {
     func abortConnection() throws {
         let reactor = Reactor()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let bothClosed = Countdown(2) {
             listening?.stopListening()
             try? reactor.stop()
@@ -125,6 +128,7 @@ struct TCPCloseTests {
         let reactor = Reactor()
         var rawClient: Int32 = -1
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let server = RecordingFactory()
         server.build = { _ in
             let probe = Probe()
@@ -157,6 +161,7 @@ struct TCPCloseTests {
     func clientAbortWithUnreadDataResetsPeer() throws {
         let reactor = Reactor()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let bothClosed = Countdown(2) {
             listening?.stopListening()
             try? reactor.stop()
@@ -194,6 +199,7 @@ struct TCPCloseTests {
         let reactor = Reactor()
         let logs = LogCapture(reactor)
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let secondDone = Countdown(2) {  // both ends of the second connection closed
             listening?.stopListening()
             try? reactor.stop()
@@ -321,6 +327,7 @@ struct TCPReentrancyTests {
     func stopListeningInsideConnectionMade() throws {
         let reactor = Reactor()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         var stopCompletions = 0
         let server = RecordingFactory()
         server.build = { _ in
@@ -358,6 +365,7 @@ struct TCPReentrancyTests {
     func stopListeningInsideBuildProtocol() throws {
         let reactor = Reactor()
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let server = RecordingFactory()
         server.build = { _ in
             listening?.stopListening()
@@ -485,6 +493,8 @@ struct TCPReentrancyTests {
             reactor.connectTCP("127.0.0.1", port.portNumber, client)
         }
         try runReactor(reactor)
+        // The last tick is still pending; its closure keeps the reactor that keeps it.
+        for call in reactor.getDelayedCalls() { try call.cancel() }
 
         #expect(client.probes.first?.receivedString == "through")
         #expect(ticks > 0)

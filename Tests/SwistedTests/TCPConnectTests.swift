@@ -241,6 +241,7 @@ struct TCPConnectTests {
             try? reactor.stop()
         }
         var connector: Connector?
+        defer { connector = nil }  // closures kept by what it holds capture it: break the cycle
         reactor.callWhenRunning {
             insideConnectTCP = true
             connector = reactor.connectTCP("127.0.0.1", port.portNumber, client)
@@ -289,6 +290,7 @@ struct TCPConnectTests {
         var whileConnected: (any Error)?
         var stateWhenConnected: Connector.State?
         var connector: Connector!
+        defer { connector = nil }  // closures kept by what it holds capture it: break the cycle
         client.build = { _ in
             let probe = Probe()
             probe.onMade = { probe in
@@ -507,6 +509,7 @@ struct TCPConnectTests {
         let port = try freePort(reactor)
         let client = RecordingFactory()
         var connector: Connector?
+        defer { connector = nil }  // closures kept by what it holds capture it: break the cycle
         client.onFailed = { _, _ in try? reactor.stop() }
         reactor.callWhenRunning { connector = reactor.connectTCP("127.0.0.1", port, client) }
         try runReactor(reactor)
@@ -540,6 +543,7 @@ struct TCPConnectTests {
         let port = try reactor.listenTCP(0, Factory.forProtocol(Echo.self), interface: "127.0.0.1")
         let client = RecordingFactory()
         var connector: Connector?
+        defer { connector = nil }  // closures kept by what it holds capture it: break the cycle
         client.build = { _ in
             let probe = Probe()
             probe.onMade = { _ in connector?.disconnect() }
@@ -606,7 +610,7 @@ struct TCPShutdownReconnectTests {
         client.onLost = { connector, _ in
             if (connector.factory as! RecordingFactory).lostCount < 5 { try? connector.connect() }  // Twisted's documented reconnect pattern
         }
-        reactor.connectTCP("127.0.0.1", server.port, client)
+        let connector = reactor.connectTCP("127.0.0.1", server.port, client)
         try runReactor(reactor)
 
         // run() returned (runReactor checked: no handle left). The first
@@ -614,6 +618,15 @@ struct TCPShutdownReconnectTests {
         #expect(client.lostCount == 1)
         #expect(client.buildCount == 1)
         #expect(client.startedConnectingCount == 2)
+
+        // The reconnect still waits for a next run(), kept by the reactor it
+        // holds (a cycle if the reactor is dropped): stop it, and run once
+        // more so its failure is delivered and the reactor lets it go.
+        try connector.stopConnecting()
+        reactor.callWhenRunning { [unowned reactor] in try reactor.stop() }
+        try runReactor(reactor)
+        #expect(client.failedReason is UserError)
+        #expect(client.buildCount == 1)
     }
 }
 
@@ -649,7 +662,9 @@ struct TCPShutdownOpenTests {
         let reactor = Reactor()
         let late = RecordingFactory()
         var latePort: ListeningPort?
-        reactor.addSystemEventTrigger(.after, .shutdown) {
+        defer { latePort = nil }  // closures kept by what it holds capture it: break the cycle
+        // Unowned: the reactor keeps its triggers, so a strong capture is a cycle.
+        reactor.addSystemEventTrigger(.after, .shutdown) { [unowned reactor] in
             latePort = try reactor.listenTCP(0, late, interface: "127.0.0.1")
         }
         reactor.callLater(0) { try reactor.stop() }

@@ -44,6 +44,7 @@ struct TCPEchoTests {
         let size = 16 * 1024 * 1024
         let blob = pattern(count: size)
         var listening: ListeningPort?
+        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
         let bothClosed = Countdown(2) {
             listening?.stopListening()
             try? reactor.stop()
@@ -246,6 +247,7 @@ struct TCPEchoTests {
         }
         try runReactor(reactor, timeLimit: 10)
         if rawClient >= 0 { close(rawClient) }
+        server.build = nil  // it captures the port, which holds the factory: break the cycle
 
         #expect(sizeAfterWrite > 0)
         #expect(sizeAfterWrite <= size)

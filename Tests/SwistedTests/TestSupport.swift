@@ -120,6 +120,12 @@ final class Probe: Protocol {
         lostReason = reason
         log?.add("\(name).connectionLost")
         onLost?(self, reason)
+        // The last callback: drop the closures, so one that captures a port,
+        // connector or factory holding this probe (RecordingFactory keeps
+        // its protocols) makes no cycle that outlives the test.
+        onMade = nil
+        onData = nil
+        onLost = nil
     }
 
     var receivedString: String { String(decoding: received, as: UTF8.self) }

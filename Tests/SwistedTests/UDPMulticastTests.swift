@@ -43,6 +43,10 @@ private func inNetworkNamespace(_ flags: [String], _ script: String, _ arguments
         kill(process.processIdentifier, SIGKILL)
         done.wait()
     }
+    // Also after the termination handler ran: Foundation's Process on Linux
+    // keeps itself alive (a run loop source holding it) until this sees the
+    // exit; skipping it leaked every Process (LeakSanitizer).
+    process.waitUntilExit()
     try output.close()
     let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
     return Finished(status: process.terminationStatus, output: text)

@@ -37,6 +37,15 @@ final class DatagramProbe: DatagramProtocol {
         transportInStop = transport != nil
         log?.add("\(name).stopProtocol")
         onStop?(self)
+        // The port has closed: nothing calls these again. Dropping them
+        // breaks port -> protocol -> closure -> port, the cycle a closure
+        // that captures its own port would make (the port keeps its
+        // protocol): LeakSanitizer reported every such test. A probe reused
+        // on a new port needs its closures set again.
+        onStart = nil
+        onDatagram = nil
+        onRefused = nil
+        onStop = nil
     }
 
     override func datagramReceived(_ data: Span<UInt8>, from address: any Address) throws {
@@ -228,7 +237,7 @@ struct UDPTests {
             port.stopListening()
             log.add("stopListening returned")
         }
-        reactor.addSystemEventTrigger(.before, .shutdown) { port.stopListening() }  // after close: nothing
+        reactor.addSystemEventTrigger(.before, .shutdown) { [weak port] in port?.stopListening() }  // after close: nothing (weak: the reactor keeps its triggers, the port holds the reactor)
         reactor.callLater(0) {
             // The close callback has run by the next loop iteration's timers at the latest;
             // stop from a later one so the completions are in.
@@ -266,6 +275,7 @@ struct UDPTests {
         let probe = DatagramProbe()
         let first = try reactor.listenUDP(0, probe, interface: "127.0.0.1")
         var second: UDPPort?
+        defer { second = nil }  // closures kept by what it holds capture it: break the cycle
         first.stopListening {
             second = try? reactor.listenUDP(0, probe, interface: "127.0.0.1")
             second?.stopListening { try? reactor.stop() }

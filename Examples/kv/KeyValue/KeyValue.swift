@@ -86,3 +86,44 @@ public final class KeyValueFactory: ServerFactory {
         super.init(protocolType: KeyValueProtocol.self)
     }
 }
+
+/// A client for the key-value server, written with ``AsyncConnection``: one
+/// command out, one reply line back.
+///
+/// Threading: use from one task at a time (it is a value holding a read
+/// position); the connection underneath is `Sendable`.
+public struct KeyValueClient {
+    public let connection: AsyncConnection
+    private var inbound: AsyncConnection.Inbound.AsyncIterator
+    private var buffered: [UInt8] = []
+
+    /// Connects to a server on `host`:`port` through `reactor` (which must be running, e.g. in the background).
+    public static func connect(_ reactor: Reactor, host: String, port: Int) async throws -> KeyValueClient {
+        KeyValueClient(connection: try await reactor.connect(host: host, port: port))
+    }
+
+    public init(connection: AsyncConnection) {
+        self.connection = connection
+        self.inbound = connection.inbound.makeAsyncIterator()
+    }
+
+    /// Sends one command line and returns the reply line (without its newline),
+    /// or nil if the server closed the connection first.
+    public mutating func send(_ command: String) async throws -> String? {
+        try await connection.write(command + "\n")
+        return try await nextLine()
+    }
+
+    /// The next line the server sends, or nil at the end of the connection.
+    public mutating func nextLine() async throws -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            guard let chunk = try await inbound.next() else { return nil }
+            buffered += chunk
+        }
+    }
+}

@@ -36,7 +36,7 @@ struct KeyValueServerCommand: AsyncParsableCommand {
         // Runs on the reactor thread as it shuts down, so it may enter the actor synchronously.
         reactor.addSystemEventTrigger(.after, .shutdown) {
             let (served, keys) = store.assumeIsolated { ($0.commandsServed, $0.count) }
-            print("swisted-kv: stopped after \(served) commands, \(keys) keys held")
+            print("swisted-kv: stopped; commands served: \(served), keys held: \(keys)")
             fflush(nil)
         }
         let service = ReactorService(reactor: reactor, gracePeriod: .milliseconds(Int64(grace * 1000)), logger: logger)

@@ -33,7 +33,14 @@ open class ReconnectingClientFactory: ClientFactory {
     /// False after ``stopTrying()``.
     public private(set) var continueTrying = true
     /// The last connector seen (the one ``retry(_:)`` reconnects).
-    public private(set) var connector: Connector?
+    ///
+    /// Weak: the connector holds this factory, so a strong reference here
+    /// was a cycle that kept both (and, through the connector, the reactor)
+    /// alive forever once the program let go of them (LeakSanitizer). The
+    /// connector is kept alive while it matters by whoever drives it: the
+    /// reactor during an attempt, the transport while connected, the
+    /// scheduled retry while one is pending.
+    public private(set) weak var connector: Connector?
     /// What schedules the retries; nil uses the connector's reactor. Set a test `Clock` here.
     public var clock: (any ReactorTime)?
     /// Random numbers for the jitter; replace with a seeded generator for repeatable delays.

@@ -25,6 +25,20 @@ import Synchronization
 /// Debug builds check this: calling reactor-thread API from another thread
 /// while the reactor runs traps with a message naming the call.
 ///
+/// ## Memory
+/// A reactor keeps what is still to do: delayed calls until they run or are
+/// cancelled, system event triggers until removed, connection attempts made
+/// during shutdown until the next `run()`, and its ``logHandler``. Ports,
+/// connectors and transports hold their reactor. So a closure kept by the
+/// reactor that captures the reactor, or anything holding it (a port, a
+/// connector, a transport, a protocol or factory that keeps one), is a
+/// reference cycle: dropping the reactor with such a closure still pending
+/// never frees it. Capture `[unowned reactor]` (or `[weak port]`, ...) in
+/// those closures, or cancel and remove what is left once `run()` returns.
+/// Likewise a port keeps its factory (a UDP port its protocol) even once
+/// closed, as in Twisted: a closure kept by the factory or protocol that
+/// captures the port is a cycle too.
+///
 /// SIGPIPE is ignored for the whole process when the first reactor is
 /// created, so writing to a reset connection reports `ConnectionLost`
 /// (`EPIPE`) instead of killing the process.
