@@ -8,10 +8,12 @@
 #   make check  the whole test suite under AddressSanitizer (with LeakSanitizer),
 #               then under ThreadSanitizer; fails on any sanitizer report
 #               (make check SANITIZERS=address: ASan only; SANITIZERS=thread: TSan only)
+#   make fuzz   libFuzzer targets for the framing receivers and address parsing (Fuzz/),
+#               FUZZ_SECONDS each (default 30); fails on any crash or broken invariant
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps build demo test check bench bench-quick soak clean
+.PHONY: deps build demo test check bench bench-quick soak fuzz clean
 
 # Quiet when everything is there; apt-get only for what is missing.
 deps:
@@ -80,6 +82,11 @@ soak: deps
 	$(SWIFT) build -c $(SOAK_CONFIG) --product soak-server
 	$(SWIFT) build -c $(SOAK_CONFIG) --product soak-driver
 	.build/$(SOAK_CONFIG)/soak-driver .build/$(SOAK_CONFIG)/soak-server
+
+# Builds with swiftc -sanitize=fuzzer,address into .build-fuzz/ (see Fuzz/run.sh).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
 
 clean:
 	rm -rf .build .build-asan .build-tsan

@@ -10,10 +10,20 @@ enum SocketAddress {
     /// Returns nil when `host` is not an IP literal; the port must already be in range.
     init?(ipLiteral host: String, port: Int) {
         precondition((0...65535).contains(port), "port checked by the caller")
+        // C sees a String only up to its first NUL: "127.0.0.1\0junk" would
+        // pass as 127.0.0.1 (found by Fuzz/address).
+        guard !host.utf8.contains(0) else { return nil }
         // withCString, not the implicit String-to-pointer conversion: that one
         // copies the string into a new array (one malloc per call), and UDP
         // parses the destination of every datagram it sends.
         if host.contains(":") {
+            // uv_ip6_addr parses only the first 39 bytes before a `%zone`
+            // (its buffer is 40), so "<39 valid bytes>junk%lo" passed (found by
+            // Fuzz/address). Zoned addresses that long are refused instead.
+            if let percent = host.utf8.firstIndex(of: UInt8(ascii: "%")),
+               host.utf8.distance(from: host.utf8.startIndex, to: percent) > 39 {
+                return nil
+            }
             var addr = sockaddr_in6()
             guard host.withCString({ uv_ip6_addr($0, Int32(port), &addr) }) == 0 else { return nil }
             self = .v6(addr)

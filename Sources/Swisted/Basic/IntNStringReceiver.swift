@@ -85,6 +85,9 @@ open class IntNStringReceiver: Protocol {
     }
 
     private func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
+        // Nothing more once the transport is closing, not even bytes a callback
+        // queued (re-entry) before it called loseConnection (found by Fuzz/).
+        if transport?.disconnecting == true { return }
         let prefixLength = self.prefixLength
         var position = 0
         if !partial.isEmpty {

@@ -81,7 +81,7 @@ struct LineBuffer {
             position = end + d
             return .line
         }
-        if partial.count + available >= maxLength + d {
+        if partial.count + available - d >= maxLength {  // not `maxLength + d`: maxLength may be Int.max
             let rest = tooLong(chunk, from: position, withDelimiter: nil, k: 0)
             position = chunk.count
             return .tooLong(rest)

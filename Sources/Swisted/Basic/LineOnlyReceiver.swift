@@ -55,7 +55,7 @@ open class LineOnlyReceiver: Protocol {
             if transport?.disconnecting == true { return }
             let start = position
             guard let end = LineBuffer.find(delimiter, in: chunk, from: start) else {
-                if chunk.count - start >= maxLength + delimiter.count {
+                if chunk.count - start - delimiter.count >= maxLength {  // no overflow with maxLength = Int.max
                     return try lineLengthExceeded(UnsafeBufferPointer(rebasing: chunk[start...]).span)
                 }
                 lines.partial.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[start...]))

@@ -86,6 +86,12 @@ open class LineReceiver: Protocol {
                 try deliverRaw()
                 continue
             }
+            // No line once the transport is closing, not even from bytes a
+            // callback queued (re-entry) before it called loseConnection (found by Fuzz/lines).
+            if transport?.disconnecting == true {
+                position = chunk.count
+                return
+            }
             let start = position
             if lines.partial.isEmpty {
                 // The zero-copy path: the line is inside this read.
@@ -97,7 +103,7 @@ open class LineReceiver: Protocol {
                         return try lineLengthExceeded(UnsafeBufferPointer(rebasing: chunk[start...]).span)
                     }
                     try lineReceived(UnsafeBufferPointer(rebasing: chunk[start..<end]).span)
-                } else if chunk.count - start >= maxLength + delimiter.count {
+                } else if chunk.count - start - delimiter.count >= maxLength {  // no overflow with maxLength = Int.max
                     position = chunk.count
                     return try lineLengthExceeded(UnsafeBufferPointer(rebasing: chunk[start...]).span)
                 } else {
@@ -133,10 +139,16 @@ open class LineReceiver: Protocol {
     /// Raw mode: what is kept from line mode first, then the rest of the read.
     private func deliverRaw() throws {
         if !lines.partial.isEmpty {
+            // The kept bytes and the rest of the read in one call, as Twisted
+            // does: if the callback goes back to line mode with
+            // `setLineMode(extra:)`, its extra bytes come next, not after the
+            // rest of this read (found by Fuzz/lines).
             var kept = lines.takeLine()
+            kept.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[position...]))
+            position = chunk.count
             try kept.withUnsafeBufferPointer { try rawDataReceived($0.span) }
             lines.recycle(&kept)
-            if lineMode { return }
+            return
         }
         let rest = UnsafeBufferPointer(rebasing: chunk[position...])
         position = chunk.count

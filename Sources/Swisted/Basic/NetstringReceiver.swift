@@ -60,6 +60,9 @@ open class NetstringReceiver: Protocol {
     }
 
     private func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
+        // Nothing more once the transport is closing, not even bytes a callback
+        // queued (re-entry) before it called loseConnection (found by Fuzz/).
+        if transport?.disconnecting == true { return }
         var position = 0
         while position < chunk.count {
             switch state {
@@ -71,9 +74,11 @@ open class NetstringReceiver: Protocol {
                     state = .payload
                 } else if byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
                     if digits == 1, length == 0 { throw broken("the length has a leading zero") }
-                    length = length * 10 + Int(byte - UInt8(ascii: "0"))
+                    let digit = Int(byte - UInt8(ascii: "0"))
+                    // Checked before it is computed: 10 * length + digit may not fit in an Int.
+                    guard digit <= maxLength, length <= (maxLength - digit) / 10 else { throw broken("the length is over the maximum of \(maxLength)") }
+                    length = length * 10 + digit
                     digits += 1
-                    if length > maxLength { throw broken("the length is over the maximum of \(maxLength)") }
                 } else {
                     throw broken(digits == 0 ? "byte \(byte) where a length should start" : "byte \(byte) in the length, where ':' should follow the digits")
                 }
