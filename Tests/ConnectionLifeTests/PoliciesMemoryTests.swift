@@ -280,7 +280,9 @@ struct TimingOutProtocolTests {
     @Test("setTimeout(nil) disables, re-arms later, and returns the previous period")
     func disableAndRearm() throws {
         let clock = Clock()
-        let (session, _) = try connected(clock)
+        let (session, transport) = try connected(clock)
+        // Close at the end: an open in-memory connection keeps transport and protocol alive (a cycle).
+        defer { transport.loseConnection() }
         session.closeOnTimeout = false
         session.setTimeout(1)
         #expect(session.setTimeout(nil) == 1)
@@ -398,6 +400,8 @@ struct TimeoutFactoryTests {
     func passesThrough() throws {
         let clock = Clock()
         let (wrapper, inner, transport) = try build(Factory.forProtocol(Recorder.self), clock: clock)
+        // Close at the end: an open in-memory connection keeps transport, wrapper and factory alive (a cycle).
+        defer { transport.loseConnection() }
         #expect(inner.madeWithTransport as? TimeoutProtocol === wrapper)
         #expect(inner.connected)
         try wrapper.receive("hello", chunkSize: 1)
@@ -578,6 +582,13 @@ struct TimeoutFactoryTests {
 
 @Suite("LimitConnectionsFactory (in memory)")
 struct LimitConnectionsMemoryTests {
+    /// Closes the connections a test left open: each open in-memory one keeps
+    /// its transport, wrapper and the factory alive (they reference each other).
+    private func closeAll(_ factory: LimitConnectionsFactory) {
+        for wrapper in factory.protocols { wrapper.transport?.loseConnection() }
+        #expect(factory.protocols.isEmpty)
+    }
+
     private func accept(_ factory: LimitConnectionsFactory, from host: String) throws -> StringTransportWithDisconnection? {
         guard let proto = factory.buildProtocol(peer(host)) else { return nil }
         let transport = StringTransportWithDisconnection(peer: peer(host))
@@ -605,6 +616,7 @@ struct LimitConnectionsMemoryTests {
     @Test("the per-peer limit counts each host apart; IPv4-mapped IPv6 counts as its IPv4 host")
     func perPeerLimit() throws {
         let factory = LimitConnectionsFactory(wrapping: Factory.forProtocol(Recorder.self), maxConnectionsPerPeer: 2)
+        defer { closeAll(factory) }
         let a1 = try #require(try accept(factory, from: "10.0.0.1"))
         _ = try #require(try accept(factory, from: "10.0.0.1"))
         #expect(factory.buildProtocol(IPv6Address(type: .tcp, host: "::ffff:10.0.0.1", port: 1)) == nil)
@@ -619,6 +631,7 @@ struct LimitConnectionsMemoryTests {
     @Test("each connection counts down exactly once, however often connectionLost is called")
     func exactlyOnce() throws {
         let factory = LimitConnectionsFactory(wrapping: Factory.forProtocol(Recorder.self), maxConnections: 5)
+        defer { closeAll(factory) }
         let wrapper = try #require(factory.buildProtocol(peer("10.0.0.1")) as? ProtocolWrapper)
         let transport = StringTransportWithDisconnection()
         try transport.connect(wrapper)

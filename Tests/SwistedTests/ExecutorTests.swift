@@ -26,7 +26,11 @@ private actor OnReactor {
 
     func count(_ bytes: Int) { received += bytes }
 
-    func stopListening() { port?.stopListening() }
+    /// Stops and forgets the port: it holds the factory, which holds this actor.
+    func stopListening() {
+        port?.stopListening()
+        port = nil
+    }
 }
 
 /// Echoes, and counts bytes into the actor without a hop (assumeIsolated).

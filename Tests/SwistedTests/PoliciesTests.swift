@@ -50,6 +50,8 @@ struct PoliciesTests {
         let reactor = Reactor()
         var serverLost = 0
         var afterServerLost: () -> Void = {}
+        // The server's protocols call it and it holds the port: drop it at the end (no cycle).
+        defer { afterServerLost = {} }
         let limited = LimitConnectionsFactory(wrapping: echoServer { _, _ in
             serverLost += 1
             afterServerLost()
@@ -125,6 +127,7 @@ struct PoliciesTests {
         let reactor = Reactor()
         var serverLost = 0
         var allServerLost: () -> Void = {}
+        defer { allServerLost = {} }  // holds the port, which holds the factory that calls it
         let limited = LimitConnectionsFactory(wrapping: echoServer { _, _ in
             serverLost += 1
             if serverLost == 4 { allServerLost() }
@@ -207,6 +210,11 @@ struct PoliciesTests {
         var lostOnServer = 0
         var limitedRef: LimitConnectionsFactory?
         var portRef: ListeningPort?
+        // The server's build closure reads both, and the port holds the server: no cycle left.
+        defer {
+            limitedRef = nil
+            portRef = nil
+        }
         let build = server.build!
         server.build = { address in
             let probe = build(address) as! Probe
@@ -262,6 +270,7 @@ struct PoliciesTests {
         let reactor = Reactor()
         var serverLost = 0
         var whenServerDone: () -> Void = {}
+        defer { whenServerDone = {} }  // holds the port, which holds the factory that calls it
         let limited = LimitConnectionsFactory(wrapping: echoServer { _, _ in
             serverLost += 1
             whenServerDone()
@@ -352,6 +361,7 @@ struct PoliciesTests {
             }
         }
         var port: ListeningPort?
+        defer { port = nil }  // the server's closures reach it, and it holds the server
         let timeouts = CountingTimeouts(wrapping: echoServer { _, _ in
             serverLost += 1
             maybeFinish()
@@ -455,6 +465,7 @@ struct PoliciesTests {
         }
         let reactor = Reactor()
         var port: ListeningPort?
+        defer { port = nil }  // the server's closures reach it, and it holds the server
         let server = RecordingFactory()
         var serverReason: (any Error)?
         server.build = { _ in
@@ -501,6 +512,7 @@ struct PoliciesTests {
         let path = directory + "/p.sock"
         let reactor = Reactor()
         var port: ListeningPort?
+        defer { port = nil }  // the server's closures reach it, and it holds the server
         let done = Countdown(3) {
             port?.stopListening()
             try? reactor.stop()

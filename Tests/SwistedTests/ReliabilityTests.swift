@@ -59,6 +59,7 @@ struct SigpipeTests {
         var rawClient: Int32 = -1
         var writes = 0
         var listening: ListeningPort?
+        defer { listening = nil }  // the server's closures reach it, and it holds the server
         let server = RecordingFactory()
         server.build = { _ in
             let probe = Probe()
@@ -101,6 +102,7 @@ struct SigpipeTests {
         var rawClient: Int32 = -1
         var consumed: Int32 = -1
         var listening: ListeningPort?
+        defer { listening = nil }  // the server's closures reach it, and it holds the server
         let server = RecordingFactory()
         server.build = { _ in
             let probe = Probe()
@@ -195,6 +197,7 @@ struct PeerStopsReadingTests {
         var rawClient: Int32 = -1
         var outcome = Outcome()
         var listening: ListeningPort?
+        defer { listening = nil }  // the server's closures reach it, and it holds the server
         let server = RecordingFactory()
         server.build = { _ in
             let probe = Probe()
@@ -356,6 +359,13 @@ struct CloseFromCallbackTests {
         }
         failing.build = { _ in Probe() }
         failing.onFailed = { _, _ in act(on: server.probes[0]) }
+        // The closures reach their own factories (server.probes, client.buildCount)
+        // and the port (connectB): drop them at the end, or they keep it all alive.
+        defer {
+            server.build = nil
+            client.build = nil
+            failing.onFailed = nil
+        }
 
         reactor.connectTCP("127.0.0.1", port.portNumber, client)
         try runReactor(reactor)

@@ -145,53 +145,67 @@ final class LineFactory: Factory {
     }
 }
 
-let reactor = Reactor()
-let server = Server(reactor: reactor)
-reactor.logHandler = { server.logs.append($0) }
+// Everything lives in this function's scope, so the reactor, its ports and
+// any calls still pending are freed before the process exits: LeakSanitizer
+// cannot see Swift's weak-reference side tables (a DelayedCall's weak queue,
+// the port's [weak self] retry call) inside objects still alive at exit (in
+// globals) and would report each side table as a leak.
+func serve() throws -> (logs: [String], handles: Int) {
+    let reactor = Reactor()
+    let server = Server(reactor: reactor)
+    reactor.logHandler = { server.logs.append($0) }
 
-if mode == "own-reserve" {
-    var placeholders: [Int32] = []
-    for _ in 0..<64 { placeholders.append(open("/dev/null", O_RDONLY | O_CLOEXEC)) }
-    // libuv opens its reserve with the first stream handle: now, above the placeholders.
-    let first = try reactor.listenTCP(0, Factory(), interface: "127.0.0.1")
-    first.stopListening()
-    for fd in placeholders where fd >= 0 { close(fd) }
-}
-
-let port = try unixPath.map { try reactor.listenUNIX($0, LineFactory(server)) }
-    ?? reactor.listenTCP(0, LineFactory(server), interface: "127.0.0.1")
-let portNumber = (port.getHost() as? any IPAddress)?.port ?? 0
-
-// The lowest limit that leaves exactly `free` descriptor numbers free below it.
-var limit: Int32 = 0
-var found = 0
-while found < free {
-    if !isOpen(limit) { found += 1 }
-    limit += 1
-}
-var resourceLimit = rlimit()
-getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &resourceLimit)
-resourceLimit.rlim_cur = rlim_t(limit)
-guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &resourceLimit) == 0 else {
-    say("setrlimit failed: errno \(errno)")
-    exit(1)
-}
-if mode == "own-reserve" {
-    // libuv's reserve must sit above the limit for this mode to mean anything.
-    let above = (limit..<(limit + 256)).contains { fd in
-        var target = [CChar](repeating: 0, count: 64)
-        let n = readlink("/proc/self/fd/\(fd)", &target, 63)
-        return n > 0 && String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "/dev/null"
+    if mode == "own-reserve" {
+        var placeholders: [Int32] = []
+        for _ in 0..<64 { placeholders.append(open("/dev/null", O_RDONLY | O_CLOEXEC)) }
+        // libuv opens its reserve with the first stream handle: now, above the placeholders.
+        let first = try reactor.listenTCP(0, Factory(), interface: "127.0.0.1")
+        first.stopListening()
+        for fd in placeholders where fd >= 0 { close(fd) }
     }
-    guard above else {
-        say("libuv's reserve descriptor is not above the limit \(limit)")
+
+    let port = try unixPath.map { try reactor.listenUNIX($0, LineFactory(server)) }
+        ?? reactor.listenTCP(0, LineFactory(server), interface: "127.0.0.1")
+    let portNumber = (port.getHost() as? any IPAddress)?.port ?? 0
+
+    // The lowest limit that leaves exactly `free` descriptor numbers free below it.
+    var limit: Int32 = 0
+    var found = 0
+    while found < free {
+        if !isOpen(limit) { found += 1 }
+        limit += 1
+    }
+    var resourceLimit = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &resourceLimit)
+    resourceLimit.rlim_cur = rlim_t(limit)
+    guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &resourceLimit) == 0 else {
+        say("setrlimit failed: errno \(errno)")
         exit(1)
     }
+    if mode == "own-reserve" {
+        // libuv's reserve must sit above the limit for this mode to mean anything.
+        let above = (limit..<(limit + 256)).contains { fd in
+            var target = [CChar](repeating: 0, count: 64)
+            let n = readlink("/proc/self/fd/\(fd)", &target, 63)
+            return n > 0 && String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "/dev/null"
+        }
+        guard above else {
+            say("libuv's reserve descriptor is not above the limit \(limit)")
+            exit(1)
+        }
+    }
+
+    say("PORT \(portNumber) FREE \(free) LIMIT \(limit)")
+    try reactor.run()
+    // Break the cycles that only matter at exit: the log handler holds the
+    // server, which holds the reactor; waiters hold their connections.
+    reactor.logHandler = nil
+    server.openWaiters.removeAll()
+    return (server.logs, reactor.openHandleCount)
 }
 
-say("PORT \(portNumber) FREE \(free) LIMIT \(limit)")
-try reactor.run()
-for line in server.logs { say("LOG \(line)") }
-say("HANDLES \(reactor.openHandleCount)")
+let (logs, handles) = try serve()
+for line in logs { say("LOG \(line)") }
+say("HANDLES \(handles)")
 say("DONE")
 exit(0)
