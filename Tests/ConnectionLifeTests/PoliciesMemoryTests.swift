@@ -538,6 +538,45 @@ struct TimeoutFactoryTests {
         #expect(factory.protocols.isEmpty)
     }
 
+    @Test("a wrapped factory that keeps its protocols makes no cycle: after connectionLost the wrapping factory is freed")
+    func keptProtocolsMakeNoCycle() throws {
+        // A factory that keeps every protocol it built (as many do). Its
+        // protocols keep their transport, the wrapper, which pointed back to
+        // the wrapping factory: a cycle once the connection was over.
+        final class Keeping: Factory {
+            var built: [Protocol] = []
+            override func buildProtocol(_ address: any Address) -> Protocol? {
+                let proto = Recorder()
+                built.append(proto)
+                return proto
+            }
+        }
+        let clock = Clock()
+        weak var weakWrapping: WrappingFactory?
+        weak var weakKeeping: Keeping?
+        weak var weakWrapper: Protocol?
+        do {
+            let keeping = Keeping()
+            let wrapping = LimitConnectionsFactory(wrapping: TimeoutFactory(wrapping: keeping, timeoutPeriod: 5, clock: clock),
+                                                   maxConnections: 3)
+            weakWrapping = wrapping
+            weakKeeping = keeping
+            let wrapper = try #require(wrapping.buildProtocol(peer("10.0.0.1")) as? ProtocolWrapper)
+            weakWrapper = wrapper
+            let transport = StringTransportWithDisconnection()
+            try transport.connect(wrapper)
+            #expect(wrapper.factory === wrapping, "the wrapper knows its factory while connected")
+            transport.loseConnection()
+            #expect(wrapper.factory == nil)
+            #expect(keeping.built.count == 1)
+            #expect(keeping.built.first?.transport is TimeoutProtocol, "the kept protocol still has its (wrapper) transport")
+        }
+        #expect(weakWrapping == nil, "the wrapping factory outlived the test: a cycle through the kept protocol")
+        #expect(weakKeeping == nil)
+        #expect(weakWrapper == nil)
+        #expect(clock.getDelayedCalls().isEmpty)
+    }
+
     @Test("after connectionLost nothing keeps the wrapper or the wrapped protocol alive")
     func noLeakAfterLost() throws {
         let clock = Clock()

@@ -58,6 +58,10 @@ struct SigpipeTests {
         let reactor = Reactor()
         var rawClient: Int32 = -1
         var writes = 0
+        // The last write call may still be pending when run() returns: it
+        // holds the reactor (a cycle through the reactor's timers). Cancel it.
+        var nextWrite: DelayedCall?
+        defer { if let call = nextWrite, call.active { try? call.cancel() } }
         var listening: ListeningPort?
         defer { listening = nil }  // the server's closures reach it, and it holds the server
         let server = RecordingFactory()
@@ -73,7 +77,7 @@ struct SigpipeTests {
                     guard probe.lostCount == 0, writes < 10_000 else { return }
                     writes += 1
                     probe.transport!.write(pattern(count: 4096))
-                    reactor.callLater(0) { writeMore() }
+                    nextWrite = reactor.callLater(0) { writeMore() }
                 }
                 writeMore()
             }

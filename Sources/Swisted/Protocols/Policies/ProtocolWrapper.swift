@@ -17,7 +17,12 @@ import Glibc
 ///
 /// The wrapper registers with its ``WrappingFactory`` when the connection is
 /// made and unregisters, exactly once, when it is lost; then it drops
-/// ``wrappedProtocol`` (the two reference each other until then).
+/// ``wrappedProtocol`` (the two reference each other until then) and, once
+/// the wrapped protocol's `connectionLost` returned, its ``Protocol/factory``.
+/// Forgetting the factory matters: a wrapped factory that keeps the
+/// protocols it built (as many do) would otherwise make a cycle that
+/// outlives the connection (wrapping factory → wrapped factory → protocol →
+/// this wrapper, its transport → wrapping factory).
 ///
 /// What is not passed through: the wrapper is not a ``TCPTransport`` (reach
 /// the socket options through the wrapper's own ``Protocol/transport``) and
@@ -67,13 +72,16 @@ open class ProtocolWrapper: Protocol, Transport {
     }
 
     /// Unregisters from the ``WrappingFactory``, tells the wrapped protocol,
-    /// then forgets it. Runs its body once, however often it is called.
+    /// then forgets it and the factory (see the type's notes on cycles).
+    /// Runs its body once, however often it is called. A subclass that
+    /// overrides it reads ``Protocol/factory`` before calling `super`.
     open override func connectionLost(_ reason: any Error) {
         wrappingFactory?.connectionClosed(self)
         guard let wrapped = wrappedProtocol else { return }
         wrappedProtocol = nil
         wrapped.connected = false
         wrapped.connectionLost(reason)
+        factory = nil
     }
 
     // MARK: Transport (from the wrapped protocol)
