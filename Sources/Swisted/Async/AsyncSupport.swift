@@ -1,38 +1,3 @@
-import Glibc
-
-/// State shared between threads, behind a pthread mutex.
-///
-/// A pthread mutex rather than `Synchronization.Mutex` for the reason given
-/// in `CrossThreadQueue`: ThreadSanitizer intercepts pthread locks but not
-/// the futex inside `Mutex`, and would report every critical section as a race.
-///
-/// Threading: any thread. `body` runs with the lock held: it must not call
-/// out (no continuation resumes, no reactor calls) and must not re-enter.
-final class Locked<State>: @unchecked Sendable {
-    // @unchecked Sendable: `state` is only touched with `lock` held.
-    private let lock: UnsafeMutablePointer<pthread_mutex_t>
-    private var state: State
-
-    init(_ state: State) {
-        self.state = state
-        lock = .allocate(capacity: 1)
-        let rc = pthread_mutex_init(lock, nil)
-        precondition(rc == 0, "Swisted: pthread_mutex_init failed: \(rc)")
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
-    }
-
-    @inline(__always)
-    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return try body(&state)
-    }
-}
-
 /// An error that is carried from the reactor thread to a task. Connection
 /// reasons are `any Error` (a protocol callback may throw anything); the
 /// ones Swisted makes are all `Sendable` values, and a reason is never
