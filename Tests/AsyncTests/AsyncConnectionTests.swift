@@ -426,7 +426,7 @@ struct AsyncConnectionTests {
         }
         let connecting = Task { try await thread.reactor.connect(host: "never.invalid", port: 80) }
         await thread.eventually("the lookup started") { asked.withLock { $0 } }
-        await thread.eventually("the reader waits") { client.core.inbound.withLock { $0.waiter != nil } }
+        await thread.eventually("the reader waits") { client.core.inbound.withLock { $0.consumer.isWaiting } }
 
         await thread.stop()
         await #expect(throws: ConnectionLost.self) { _ = try await reader.value }
@@ -450,7 +450,7 @@ struct AsyncConnectionTests {
         let server = try #require(try await accepted.next())
 
         let waiting = Task { try await read(server, count: 1) }
-        await thread.eventually("the read waits") { server.core.inbound.withLock { $0.waiter != nil } }
+        await thread.eventually("the read waits") { server.core.inbound.withLock { $0.consumer.isWaiting } }
         await #expect(throws: AsyncConnectionError.concurrentIteration) { _ = try await read(server, count: 1) }
         waiting.cancel()
         await #expect(throws: CancellationError.self) { _ = try await waiting.value }
