@@ -137,10 +137,7 @@ struct AsyncConnectionTests {
     func slowConsumer() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
         let options = AsyncConnection.Options(inboundHighWaterMark: 64 * 1024, inboundLowWaterMark: 16 * 1024)
-        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", options: options)
-        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread, options: options).parts
 
         let total = 8 * 1024 * 1024
         let writer = Task {
@@ -182,11 +179,7 @@ struct AsyncConnectionTests {
     @Test("write suspends above the high-water mark and returns once the kernel has every byte")
     func writeSuspendsAboveHighWaterMark() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
-        let path = temporarySocketPath()
-        let listener = try await thread.reactor.listen(unixPath: path)
-        let client = try await thread.reactor.connect(unixPath: path)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
         let core = client.core
 
         // 4 MiB: far more than a Unix socket's kernel buffers and the peer's
@@ -242,11 +235,7 @@ struct AsyncConnectionTests {
         let thread = await BackgroundReactor.start(timeLimit: 50)
         // A Unix socket: its small kernel buffers (no TCP autotuning) make
         // the queue fill deterministically.
-        let path = temporarySocketPath()
-        let listener = try await thread.reactor.listen(unixPath: path)
-        let client = try await thread.reactor.connect(unixPath: path)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
         let core = client.core
 
         // Three writes from separate tasks, handed over in order: the first
@@ -280,10 +269,7 @@ struct AsyncConnectionTests {
     @Test("closeWrite half-closes after the writes: the peer reads to EOF and can still answer")
     func halfClose() async throws {
         let thread = await BackgroundReactor.start()
-        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
-        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
 
         try await client.write(pattern(count: 100_000))
         try await client.closeWrite()
@@ -392,10 +378,7 @@ struct AsyncConnectionTests {
     @Test("abort: our inbound delivers what was buffered, then ends; the peer sees the end")
     func abortLocally() async throws {
         let thread = await BackgroundReactor.start()
-        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
-        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
 
         try await client.write("y")
         await thread.eventually("the server buffered y") { server.core.inbound.withLock { $0.buffered } == 1 }
@@ -426,7 +409,7 @@ struct AsyncConnectionTests {
         }
         let connecting = Task { try await thread.reactor.connect(host: "never.invalid", port: 80) }
         await thread.eventually("the lookup started") { asked.withLock { $0 } }
-        await thread.eventually("the reader waits") { client.core.inbound.withLock { $0.waiter != nil } }
+        await thread.eventually("the reader waits") { client.core.inbound.withLock { $0.consumer.isWaiting } }
 
         await thread.stop()
         await #expect(throws: ConnectionLost.self) { _ = try await reader.value }
@@ -444,13 +427,10 @@ struct AsyncConnectionTests {
     @Test("one task at a time on inbound; a cancelled read loses nothing")
     func cancelledRead() async throws {
         let thread = await BackgroundReactor.start()
-        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1")
-        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
 
         let waiting = Task { try await read(server, count: 1) }
-        await thread.eventually("the read waits") { server.core.inbound.withLock { $0.waiter != nil } }
+        await thread.eventually("the read waits") { server.core.inbound.withLock { $0.consumer.isWaiting } }
         await #expect(throws: AsyncConnectionError.concurrentIteration) { _ = try await read(server, count: 1) }
         waiting.cancel()
         await #expect(throws: CancellationError.self) { _ = try await waiting.value }
@@ -503,11 +483,7 @@ struct AsyncReleaseTests {
     @Test("a write cancelled while waiting for the high-water mark is never sent; later writes are")
     func cancelledWriteIsNotSent() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
-        let path = temporarySocketPath()
-        let listener = try await thread.reactor.listen(unixPath: path)
-        let client = try await thread.reactor.connect(unixPath: path)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
         let core = client.core
 
         let big = 2 * 1024 * 1024
@@ -541,11 +517,7 @@ struct AsyncReleaseTests {
     @Test("cancelling close() aborts the connection: the stuck write throws ConnectionAborted")
     func cancelledCloseAborts() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
-        let path = temporarySocketPath()
-        let listener = try await thread.reactor.listen(unixPath: path)
-        let client = try await thread.reactor.connect(unixPath: path)
-        var accepted = listener.makeAsyncIterator()
-        let server = try #require(try await accepted.next())
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
         let core = client.core
 
         let big = 2 * 1024 * 1024

@@ -126,6 +126,39 @@ func temporarySocketPath() -> String {
     return directory + "/s"
 }
 
+/// A connected pair through a listener: `client` connected to `listener`,
+/// and `server`, the listener's first accepted connection.
+struct ConnectedAsyncPair {
+    let listener: AsyncListener
+    let client: AsyncConnection
+    let server: AsyncConnection
+
+    /// The three, for `let (listener, client, server) = ...`.
+    var parts: (AsyncListener, AsyncConnection, AsyncConnection) { (listener, client, server) }
+
+    /// Over a Unix socket in a fresh temporary directory (small kernel
+    /// buffers, no TCP autotuning: write queues fill deterministically).
+    static func unix(on thread: BackgroundReactor) async throws -> ConnectedAsyncPair {
+        let path = temporarySocketPath()
+        let listener = try await thread.reactor.listen(unixPath: path)
+        let client = try await thread.reactor.connect(unixPath: path)
+        return try await accept(listener, client)
+    }
+
+    /// Over TCP on 127.0.0.1 (port 0), the listener's connections using `options`.
+    static func tcp(on thread: BackgroundReactor, options: AsyncConnection.Options = .init()) async throws -> ConnectedAsyncPair {
+        let listener = try await thread.reactor.listen(port: 0, interface: "127.0.0.1", options: options)
+        let client = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        return try await accept(listener, client)
+    }
+
+    private static func accept(_ listener: AsyncListener, _ client: AsyncConnection) async throws -> ConnectedAsyncPair {
+        var accepted = listener.makeAsyncIterator()
+        let server = try #require(try await accepted.next())
+        return ConnectedAsyncPair(listener: listener, client: client, server: server)
+    }
+}
+
 /// A blocking raw TCP client socket connected to 127.0.0.1:`port` (the
 /// kernel completes the handshake from the listen backlog).
 func rawConnect(port: Int) -> Int32 {

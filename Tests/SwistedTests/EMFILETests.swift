@@ -227,6 +227,27 @@ struct EMFILETests {
         }
     }
 
+    /// Fills every free descriptor of an own-reserve server, then sends on
+    /// one more connection: that one is accepted into the port's reserve
+    /// descriptor and held, not served (accepting pauses, one log line).
+    private func fillPastOwnReserve(_ server: Server) throws -> (served: [LineConnection], held: LineConnection, control: LineConnection) {
+        let free = server.free
+        let (served, held, _) = fill(server, upTo: free)
+        #expect(served.count == free)
+        let control = try #require(served.first)
+        held.send("echo held")
+        #expect(control.ask("stats") == .line("open \(free) logs 1"))
+        return (served, held, control)
+    }
+
+    /// Waits for the helper to end (after `quit`): it must exit 0 with no
+    /// handle left open. Returns its log lines.
+    private func finish(_ helper: Helper) -> [String] {
+        #expect(helper.finish() == 0, "helper output: \(helper.lines)")
+        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
+        return helper.lines.filter { $0.hasPrefix("LOG ") }
+    }
+
     @Test("libuv's reserve: connections past the limit are closed at once, the server idles, the others echo, and it accepts again",
           arguments: SocketFamily.allCases)
     func libuvReserve(family: SocketFamily) throws {
@@ -264,10 +285,8 @@ struct EMFILETests {
         #expect(again.ask("echo back") == .line("back"))
 
         #expect(control.ask("quit") == .line("bye"))
-        #expect(helper.finish() == 0, "helper output: \(helper.lines)")
-        let logs = helper.lines.filter { $0.hasPrefix("LOG ") }
+        let logs = finish(helper)
         #expect(logs.isEmpty, "libuv handled it silently; logged: \(logs)")
-        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 
     @Test("the port's own reserve: when libuv's cannot help, accepting pauses (no spin, one log line), the others echo, and the held connection is served once descriptors free up",
@@ -278,13 +297,8 @@ struct EMFILETests {
         let helper = server.helper
         let free = server.free
 
-        let (served, held, _) = fill(server, upTo: free)
-        #expect(served.count == free)
-        let control = try #require(served.first)
-
-        // One more: accepted into the port's reserve descriptor and held, not served.
-        held.send("echo held")
-        #expect(control.ask("stats") == .line("open \(free) logs 1"))
+        // One more than fits: accepted into the port's reserve descriptor and held, not served.
+        let (served, held, control) = try fillPastOwnReserve(server)
 
         let usage = try #require(parseCPU(control.ask("cpu 0.5")))
         #expect(usage.cpu < usage.wall * 0.5, "the server used \(usage.cpu) s of CPU in \(usage.wall) s while paused")
@@ -302,12 +316,10 @@ struct EMFILETests {
         #expect(again.ask("echo back") == .line("back"))
 
         #expect(control.ask("quit") == .line("bye"))
-        #expect(helper.finish() == 0, "helper output: \(helper.lines)")
-        let logs = helper.lines.filter { $0.hasPrefix("LOG ") }
+        let logs = finish(helper)
         #expect(logs.count == 2, "\(logs)")
         #expect(logs.first?.contains("out of file descriptors") == true && logs.first?.contains("pausing accepts") == true, "\(logs)")
         #expect(logs.last?.contains("free again") == true, "\(logs)")
-        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 
     @Test("the port's own reserve: reactor.stop() while accepting is paused closes the held connection and every handle",
@@ -316,20 +328,13 @@ struct EMFILETests {
         let server = try Server(mode: "own-reserve", family: family)
         defer { server.cleanUp() }
         let helper = server.helper
-        let free = server.free
 
-        let (served, held, _) = fill(server, upTo: free)
-        #expect(served.count == free)
-        let control = try #require(served.first)
-        held.send("echo held")
-        #expect(control.ask("stats") == .line("open \(free) logs 1"))
+        let (_, held, control) = try fillPastOwnReserve(server)
 
         #expect(control.ask("quit") == .line("bye"))
         // libuv held it; closing the port closed it, unanswered.
         #expect(held.readLine() == .closed)
-        #expect(helper.finish() == 0, "helper output: \(helper.lines)")
-        let logs = helper.lines.filter { $0.hasPrefix("LOG ") }
+        let logs = finish(helper)
         #expect(logs.count == 1, "\(logs)")
-        #expect(helper.lines.suffix(2) == ["HANDLES 0", "DONE"], "\(helper.lines)")
     }
 }

@@ -49,6 +49,47 @@ func socketDescriptor(local: Int, peer: Int) -> Int32? {
     return nil
 }
 
+/// The blocking raw client of ``serveOneRawClient(_:onMade:)``.
+final class RawClient {
+    /// Its descriptor; -1 before it connected and once closed.
+    var fd: Int32 = -1
+
+    /// Closes it with SO_LINGER 0: the server's socket gets an RST.
+    func reset() {
+        Raw.setLingerZero(fd)
+        close(fd)
+        fd = -1
+    }
+}
+
+/// Runs `reactor` with a TCP server on 127.0.0.1 (port 0) whose protocols
+/// are ``Probe``s, and one raw client that connects once the reactor runs.
+/// `onMade` runs in the server probe's `connectionMade`; the probe's
+/// `connectionLost` stops listening and stops the reactor. Returns the
+/// server's first probe, after closing the raw client if it is still open.
+func serveOneRawClient(_ reactor: Reactor,
+                       onMade: @escaping (_ probe: Probe, _ client: RawClient, _ port: ListeningPort) -> Void) throws -> Probe {
+    let client = RawClient()
+    var listening: ListeningPort?
+    defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
+    let server = RecordingFactory()
+    server.build = { _ in
+        let probe = Probe()
+        probe.onMade = { probe in onMade(probe, client, listening!) }
+        probe.onLost = { _, _ in
+            listening?.stopListening()
+            try? reactor.stop()
+        }
+        return probe
+    }
+    let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
+    listening = port
+    reactor.callWhenRunning { client.fd = Raw.connect(port: port.portNumber) }
+    try runReactor(reactor)
+    if client.fd >= 0 { close(client.fd) }
+    return try #require(server.probes.first)
+}
+
 // MARK: SIGPIPE
 
 @Suite("Reliability: SIGPIPE")
@@ -56,44 +97,24 @@ struct SigpipeTests {
     @Test("A write to a connection the peer reset gives connectionLost(ConnectionLost) with ECONNRESET or EPIPE; the process lives")
     func writesAfterPeerReset() throws {
         let reactor = Reactor()
-        var rawClient: Int32 = -1
         var writes = 0
         // The last write call may still be pending when run() returns: it
         // holds the reactor (a cycle through the reactor's timers). Cancel it.
         var nextWrite: DelayedCall?
         defer { if let call = nextWrite, call.active { try? call.cancel() } }
-        var listening: ListeningPort?
-        defer { listening = nil }  // the server's closures reach it, and it holds the server
-        let server = RecordingFactory()
-        server.build = { _ in
-            let probe = Probe()
-            probe.onMade = { probe in
-                // Reading paused: only the writes can notice the reset.
-                probe.transport!.pauseProducing()
-                Raw.setLingerZero(rawClient)
-                close(rawClient)  // RST
-                rawClient = -1
-                func writeMore() {
-                    guard probe.lostCount == 0, writes < 10_000 else { return }
-                    writes += 1
-                    probe.transport!.write(pattern(count: 4096))
-                    nextWrite = reactor.callLater(0) { writeMore() }
-                }
-                writeMore()
+        let probe = try serveOneRawClient(reactor) { probe, client, _ in
+            // Reading paused: only the writes can notice the reset.
+            probe.transport!.pauseProducing()
+            client.reset()
+            func writeMore() {
+                guard probe.lostCount == 0, writes < 10_000 else { return }
+                writes += 1
+                probe.transport!.write(pattern(count: 4096))
+                nextWrite = reactor.callLater(0) { writeMore() }
             }
-            probe.onLost = { _, _ in
-                listening?.stopListening()
-                try? reactor.stop()
-            }
-            return probe
+            writeMore()
         }
-        let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
-        listening = port
-        reactor.callWhenRunning { rawClient = Raw.connect(port: port.portNumber) }
-        try runReactor(reactor)
-        if rawClient >= 0 { close(rawClient) }
 
-        let probe = try #require(server.probes.first)
         #expect(probe.lostCount == 1)
         let lost = try #require(probe.lostReason as? ConnectionLost, "saw \(String(describing: probe.lostReason))")
         #expect(lost.underlying == .connectionReset || lost.underlying == .brokenPipe, "saw \(lost)")
@@ -103,47 +124,27 @@ struct SigpipeTests {
     @Test("A write after the reset was already reported gets EPIPE (the kernel raises SIGPIPE, which the reactor ignores): ConnectionLost(EPIPE)")
     func writeGetsEPIPE() throws {
         let reactor = Reactor()
-        var rawClient: Int32 = -1
         var consumed: Int32 = -1
-        var listening: ListeningPort?
-        defer { listening = nil }  // the server's closures reach it, and it holds the server
-        let server = RecordingFactory()
-        server.build = { _ in
-            let probe = Probe()
-            probe.onMade = { probe in
-                // The socket under our transport (found before the reset: a reset socket has no peer name).
-                guard let fd = socketDescriptor(local: listening!.portNumber, peer: localPort(rawClient)!) else {
-                    Issue.record("cannot find the server's socket")
-                    return
-                }
-                Raw.setLingerZero(rawClient)
-                close(rawClient)  // RST
-                rawClient = -1
-                // Wait (poll, bounded) until the reset reached our socket, then
-                // take the pending ECONNRESET off it, as a read would: the next
-                // write() gets EPIPE, and Linux raises SIGPIPE with it.
-                var events = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                _ = poll(&events, 1, 3000)
-                var error: Int32 = 0
-                var length = socklen_t(MemoryLayout<Int32>.size)
-                _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                consumed = error
-                probe.transport!.write("into the void")
+        let probe = try serveOneRawClient(reactor) { probe, client, port in
+            // The socket under our transport (found before the reset: a reset socket has no peer name).
+            guard let fd = socketDescriptor(local: port.portNumber, peer: localPort(client.fd)!) else {
+                Issue.record("cannot find the server's socket")
+                return
             }
-            probe.onLost = { _, _ in
-                listening?.stopListening()
-                try? reactor.stop()
-            }
-            return probe
+            client.reset()
+            // Wait (poll, bounded) until the reset reached our socket, then
+            // take the pending ECONNRESET off it, as a read would: the next
+            // write() gets EPIPE, and Linux raises SIGPIPE with it.
+            var events = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&events, 1, 3000)
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            consumed = error
+            probe.transport!.write("into the void")
         }
-        let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
-        listening = port
-        reactor.callWhenRunning { rawClient = Raw.connect(port: port.portNumber) }
-        try runReactor(reactor)
-        if rawClient >= 0 { close(rawClient) }
 
         #expect(consumed == ECONNRESET)
-        let probe = try #require(server.probes.first)
         #expect(probe.lostCount == 1)
         let lost = try #require(probe.lostReason as? ConnectionLost, "saw \(String(describing: probe.lostReason))")
         #expect(lost.underlying == .brokenPipe, "saw \(lost)")

@@ -126,30 +126,10 @@ struct TCPCloseTests {
     @Test("A peer reset (SO_LINGER 0 close) gives connectionLost exactly once, with ConnectionLost or ConnectionDone")
     func peerResetWithLingerZero() throws {
         let reactor = Reactor()
-        var rawClient: Int32 = -1
-        var listening: ListeningPort?
-        defer { listening = nil }  // closures kept by what it holds capture it: break the cycle
-        let server = RecordingFactory()
-        server.build = { _ in
-            let probe = Probe()
-            probe.onMade = { _ in
-                Raw.setLingerZero(rawClient)
-                close(rawClient)  // sends RST
-                rawClient = -1
-            }
-            probe.onLost = { _, _ in
-                listening?.stopListening()
-                try? reactor.stop()
-            }
-            return probe
+        let probe = try serveOneRawClient(reactor) { _, client, _ in
+            client.reset()  // sends RST
         }
-        let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
-        listening = port
-        reactor.callWhenRunning { rawClient = Raw.connect(port: port.portNumber) }
-        try runReactor(reactor)
-        if rawClient >= 0 { close(rawClient) }
 
-        let probe = try #require(server.probes.first)
         #expect(probe.lostCount == 1)
         #expect(isDoneOrLost(probe.lostReason), "saw \(String(describing: probe.lostReason))")
         if let lost = probe.lostReason as? ConnectionLost {

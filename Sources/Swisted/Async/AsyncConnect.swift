@@ -5,33 +5,41 @@ final class ConnectAttempt: @unchecked Sendable {
     var connector: Connector?
 }
 
-/// Builds an ``AsyncBridge`` for the one connection of an async connect and
-/// resolves the waiter with the outcome.
+/// A factory for one async connection attempt: it resolves `waiter` with
+/// what `buildProtocol` made (subclasses), or with the connect error.
 /// Threading: reactor thread only.
-final class AsyncConnectFactory: ClientFactory {
+class AsyncClientFactory<Value: Sendable>: ClientFactory {
     let reactor: Reactor
-    let waiter: OneShot<AsyncConnection>
-    let options: AsyncConnection.Options
+    let waiter: OneShot<Value>
 
-    init(reactor: Reactor, waiter: OneShot<AsyncConnection>, options: AsyncConnection.Options) {
+    init(reactor: Reactor, waiter: OneShot<Value>) {
         self.reactor = reactor
         self.waiter = waiter
-        self.options = options
         super.init()
-    }
-
-    override func buildProtocol(_ address: any Address) -> Protocol? {
-        let bridge = AsyncBridge()
-        bridge.core = ConnectionCore(reactor: reactor, options: options)
-        bridge.factory = self
-        // If nobody waits any more (cancelled), the connection is dropped
-        // here, and its deinit closes it.
-        bridge.onMade = { [waiter] connection in waiter.succeed(connection) }
-        return bridge
     }
 
     override func clientConnectionFailed(_ connector: Connector, reason: any Error) {
         waiter.fail(reason)
+    }
+}
+
+/// Builds an ``AsyncBridge`` for the one connection of an async connect and
+/// resolves the waiter with the outcome.
+/// Threading: reactor thread only.
+final class AsyncConnectFactory: AsyncClientFactory<AsyncConnection> {
+    let options: AsyncConnection.Options
+
+    init(reactor: Reactor, waiter: OneShot<AsyncConnection>, options: AsyncConnection.Options) {
+        self.options = options
+        super.init(reactor: reactor, waiter: waiter)
+    }
+
+    override func buildProtocol(_ address: any Address) -> Protocol? {
+        // If nobody waits any more (cancelled), the connection is dropped
+        // here, and its deinit closes it.
+        AsyncBridge(reactor: reactor, options: options, factory: self) { [waiter] connection in
+            waiter.succeed(connection)
+        }
     }
 
     override func clientConnectionLost(_ connector: Connector, reason: any Error) {
@@ -42,17 +50,13 @@ final class AsyncConnectFactory: ClientFactory {
 /// Builds the caller's protocol for ``Reactor/connectTCP(_:_:timeout:bindAddress:_:)``
 /// and resolves the waiter once its `connectionMade` has run.
 /// Threading: reactor thread only.
-final class AsyncProtocolFactory<P: Protocol>: ClientFactory {
-    let reactor: Reactor
-    let waiter: OneShot<ReactorBound<P>>
+final class AsyncProtocolFactory<P: Protocol>: AsyncClientFactory<ReactorBound<P>> {
     let make: @Sendable () -> P
     private var built: P?
 
     init(reactor: Reactor, waiter: OneShot<ReactorBound<P>>, make: @escaping @Sendable () -> P) {
-        self.reactor = reactor
-        self.waiter = waiter
         self.make = make
-        super.init()
+        super.init(reactor: reactor, waiter: waiter)
     }
 
     override func buildProtocol(_ address: any Address) -> Protocol? {
@@ -71,10 +75,6 @@ final class AsyncProtocolFactory<P: Protocol>: ClientFactory {
         if !waiter.succeed(ReactorBound(proto, reactor: reactor)) {
             proto.transport?.loseConnection()  // the caller stopped waiting
         }
-    }
-
-    override func clientConnectionFailed(_ connector: Connector, reason: any Error) {
-        waiter.fail(reason)
     }
 
     override func clientConnectionLost(_ connector: Connector, reason: any Error) {

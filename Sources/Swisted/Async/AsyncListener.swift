@@ -81,13 +81,11 @@ final class ListenerCore: @unchecked Sendable {
     private var portClosed = false
     private var closeWaiters: [OneShot<Void>] = []
 
-    struct State {
+    struct State: SingleConsumerState {
         var queue: [AsyncConnection] = []
         var head = 0
         var closed = false
-        var waiter: CheckedContinuation<AsyncConnection?, any Error>?
-        var waiterID = 0
-        var nextWaiterID = 0
+        var consumer = ConsumerSlot<AsyncConnection>()
         var acceptPaused = false
         var resumeScheduled = false
         /// Most connections ever waiting at once (for tests).
@@ -95,9 +93,10 @@ final class ListenerCore: @unchecked Sendable {
 
         var count: Int { queue.count - head }
 
-        enum Step { case connection(AsyncConnection, resumeAccepting: Bool), end, wait }
+        enum Step { case connection(AsyncConnection, resumeAccepting: Bool), end }
 
-        mutating func take(maxPending: Int) -> Step {
+        /// The next step for the consumer; nil: wait.
+        mutating func take(maxPending: Int) -> Step? {
             if head < queue.count {
                 let connection = queue[head]
                 head += 1
@@ -112,7 +111,7 @@ final class ListenerCore: @unchecked Sendable {
                 }
                 return .connection(connection, resumeAccepting: resume)
             }
-            return closed ? .end : .wait
+            return closed ? .end : nil
         }
     }
 
@@ -130,8 +129,7 @@ final class ListenerCore: @unchecked Sendable {
             if state.closed {
                 return (nil, false)  // dropped by the caller: its deinit closes it
             }
-            if let waiter = state.waiter {
-                state.waiter = nil
+            if let waiter = state.consumer.takeWaiter() {
                 return (waiter, false)
             }
             state.queue.append(connection)
@@ -169,8 +167,7 @@ final class ListenerCore: @unchecked Sendable {
     private func endSequence() {
         let (reader, dropped) = state.withLock { state -> (CheckedContinuation<AsyncConnection?, any Error>?, [AsyncConnection]) in
             state.closed = true
-            let reader = state.waiter
-            state.waiter = nil
+            let reader = state.consumer.takeWaiter()
             let dropped = Array(state.queue[state.head...])
             state.queue = []
             state.head = 0
@@ -194,59 +191,16 @@ final class ListenerCore: @unchecked Sendable {
     /// The next connection for the iterator (any thread).
     func next() async throws -> AsyncConnection? {
         let max = maxPending
-        var id = 0
-        let first = state.withLock { state -> State.Step in
-            let step = state.take(maxPending: max)
-            if case .wait = step {
-                state.nextWaiterID += 1
-                id = state.nextWaiterID
+        return try await state.nextElement { state in
+            state.take(maxPending: max)
+        } deliver: { step in
+            switch step {
+            case .connection(let connection, let resume):
+                if resume { reactor.perform { self.resumeAccepting() } }
+                return connection
+            case .end:
+                return nil
             }
-            return step
-        }
-        switch first {
-        case .connection(let connection, let resume):
-            if resume { reactor.perform { self.resumeAccepting() } }
-            return connection
-        case .end:
-            return nil
-        case .wait:
-            break
-        }
-        let waiterID = id
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AsyncConnection?, any Error>) in
-                enum Outcome { case installed, step(State.Step), busy, cancelled }
-                let outcome = state.withLock { state -> Outcome in
-                    let step = state.take(maxPending: max)
-                    guard case .wait = step else { return .step(step) }
-                    if state.waiter != nil { return .busy }
-                    if Task.isCancelled { return .cancelled }
-                    state.waiter = continuation
-                    state.waiterID = waiterID
-                    return .installed
-                }
-                switch outcome {
-                case .installed:
-                    break
-                case .busy:
-                    continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
-                case .cancelled:
-                    continuation.resume(throwing: CancellationError())
-                case .step(.connection(let connection, let resume)):
-                    if resume { reactor.perform { self.resumeAccepting() } }
-                    continuation.resume(returning: connection)
-                case .step(.end), .step(.wait):
-                    continuation.resume(returning: nil)
-                }
-            }
-        } onCancel: {
-            let reader = self.state.withLock { state -> CheckedContinuation<AsyncConnection?, any Error>? in
-                guard state.waiter != nil, state.waiterID == waiterID else { return nil }
-                let waiter = state.waiter
-                state.waiter = nil
-                return waiter
-            }
-            reader?.resume(throwing: CancellationError())
         }
     }
 }
@@ -266,11 +220,9 @@ final class AsyncListenFactory: ServerFactory {
     }
 
     override func buildProtocol(_ address: any Address) -> Protocol? {
-        let bridge = AsyncBridge()
-        bridge.core = ConnectionCore(reactor: reactor, options: options)
-        bridge.factory = self
-        bridge.onMade = { [listener] connection in listener.deliver(connection) }
-        return bridge
+        AsyncBridge(reactor: reactor, options: options, factory: self) { [listener] connection in
+            listener.deliver(connection)
+        }
     }
 
     /// The port's handle is closed (its `doStop`).

@@ -1,38 +1,3 @@
-import Glibc
-
-/// State shared between threads, behind a pthread mutex.
-///
-/// A pthread mutex rather than `Synchronization.Mutex` for the reason given
-/// in `CrossThreadQueue`: ThreadSanitizer intercepts pthread locks but not
-/// the futex inside `Mutex`, and would report every critical section as a race.
-///
-/// Threading: any thread. `body` runs with the lock held: it must not call
-/// out (no continuation resumes, no reactor calls) and must not re-enter.
-final class Locked<State>: @unchecked Sendable {
-    // @unchecked Sendable: `state` is only touched with `lock` held.
-    private let lock: UnsafeMutablePointer<pthread_mutex_t>
-    private var state: State
-
-    init(_ state: State) {
-        self.state = state
-        lock = .allocate(capacity: 1)
-        let rc = pthread_mutex_init(lock, nil)
-        precondition(rc == 0, "Swisted: pthread_mutex_init failed: \(rc)")
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
-    }
-
-    @inline(__always)
-    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return try body(&state)
-    }
-}
-
 /// An error that is carried from the reactor thread to a task. Connection
 /// reasons are `any Error` (a protocol callback may throw anything); the
 /// ones Swisted makes are all `Sendable` values, and a reason is never
@@ -141,6 +106,115 @@ final class OneShot<Value: Sendable>: Sendable {
         } onCancel: {
             self.cancel()
             onCancel()
+        }
+    }
+}
+
+/// The one consumer of a single-consumer async sequence (an
+/// ``AsyncListener``'s connections, an ``AsyncConnection``'s inbound chunks):
+/// the continuation of the task waiting for the next element, kept in the
+/// sequence's ``Locked`` state beside its buffer (see ``SingleConsumerState``).
+///
+/// Threading: part of a ``Locked`` state; touched only with its lock held.
+struct ConsumerSlot<Element: Sendable> {
+    typealias Waiter = CheckedContinuation<Element?, any Error>
+
+    /// The waiting consumer, if one waits.
+    private(set) var waiter: Waiter?
+    /// Which call to `next` installed `waiter` (a cancellation only removes its own).
+    private var waiterID = 0
+    private var nextWaiterID = 0
+
+    /// True while a consumer waits.
+    var isWaiting: Bool { waiter != nil }
+
+    /// The producer's side: removes the waiting consumer, if any, to be
+    /// resumed once the lock is released.
+    mutating func takeWaiter() -> Waiter? {
+        let waiter = waiter
+        self.waiter = nil
+        return waiter
+    }
+
+    fileprivate mutating func newWaiterID() -> Int {
+        nextWaiterID += 1
+        return nextWaiterID
+    }
+
+    fileprivate mutating func install<Step>(_ continuation: Waiter, id: Int) -> ConsumerOutcome<Step> {
+        if waiter != nil { return .busy }
+        if Task.isCancelled { return .cancelled }
+        waiter = continuation
+        waiterID = id
+        return .installed
+    }
+
+    fileprivate mutating func takeWaiter(id: Int) -> Waiter? {
+        guard waiter != nil, waiterID == id else { return nil }
+        return takeWaiter()
+    }
+}
+
+/// What the consumer's second look at the state found.
+private enum ConsumerOutcome<Step> {
+    case step(Step)
+    case installed, busy, cancelled
+}
+
+/// The locked state of a single-consumer async sequence: a buffer the
+/// consumer takes steps from, and the ``ConsumerSlot`` where it waits.
+protocol SingleConsumerState: SendableMetatype {
+    associatedtype Element: Sendable
+    var consumer: ConsumerSlot<Element> { get set }
+}
+
+extension Locked where State: SingleConsumerState {
+    /// The consumer's `next()`: takes a step from the state, or, if there is
+    /// none yet, installs the one waiter and suspends until the producer
+    /// resumes it (``ConsumerSlot/takeWaiter()``) or the task is cancelled.
+    ///
+    /// - Parameters:
+    ///   - take: with the lock held, the next step (an element, the end, a
+    ///     failure), or nil to wait. Called once or twice.
+    ///   - deliver: without the lock, turns the step taken into the element
+    ///     to return (nil: the end) or the error to throw; runs once.
+    /// - Throws: what `deliver` throws; `CancellationError`;
+    ///   ``AsyncConnectionError/concurrentIteration`` if another task waits.
+    ///
+    /// Threading: any thread or task.
+    func nextElement<Step>(
+        take: (inout State) -> Step?,
+        deliver: (Step) throws -> State.Element?
+    ) async throws -> State.Element? {
+        typealias Element = State.Element
+        var id = 0
+        let first = withLock { state -> Step? in
+            let step = take(&state)
+            if step == nil { id = state.consumer.newWaiterID() }
+            return step
+        }
+        if let first { return try deliver(first) }
+        let waiterID = id
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Element?, any Error>) in
+                let outcome = withLock { state -> ConsumerOutcome<Step> in
+                    if let step = take(&state) { return .step(step) }
+                    return state.consumer.install(continuation, id: waiterID)
+                }
+                switch outcome {
+                case .installed:
+                    break
+                case .busy:
+                    continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
+                case .cancelled:
+                    continuation.resume(throwing: CancellationError())
+                case .step(let step):
+                    continuation.resume(with: Result { try deliver(step) })
+                }
+            }
+        } onCancel: {
+            let waiter = self.withLock { $0.consumer.takeWaiter(id: waiterID) }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 }

@@ -202,14 +202,12 @@ final class ConnectionCore: @unchecked Sendable {
         case failed(CarriedError)
     }
 
-    struct InboundState {
+    struct InboundState: SingleConsumerState {
         var chunks: [[UInt8]] = []
         var head = 0
         var buffered = 0
         var end: End?
-        var waiter: CheckedContinuation<[UInt8]?, any Error>?
-        var waiterID = 0
-        var nextWaiterID = 0
+        var consumer = ConsumerSlot<[UInt8]>()
         /// We paused the transport's reading (buffer above the high-water mark).
         var paused = false
         var resumeScheduled = false
@@ -221,10 +219,10 @@ final class ConnectionCore: @unchecked Sendable {
             case chunk([UInt8], resumeReading: Bool)
             case end
             case failed(CarriedError)
-            case wait
         }
 
-        mutating func take(lowWater: Int) -> Step {
+        /// The next step for the reader; nil: wait.
+        mutating func take(lowWater: Int) -> Step? {
             if head < chunks.count {
                 let chunk = chunks[head]
                 chunks[head] = []
@@ -247,7 +245,7 @@ final class ConnectionCore: @unchecked Sendable {
             switch end {
             case .clean: return .end
             case .failed(let error): return .failed(error)
-            case nil: return .wait
+            case nil: return nil
             }
         }
     }
@@ -259,8 +257,7 @@ final class ConnectionCore: @unchecked Sendable {
         let high = inboundHighWater
         let (reader, pause) = inbound.withLock { state -> (CheckedContinuation<[UInt8]?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
-            if let waiter = state.waiter {
-                state.waiter = nil
+            if let waiter = state.consumer.takeWaiter() {
                 return (waiter, false)
             }
             state.chunks.append(chunk)
@@ -279,9 +276,7 @@ final class ConnectionCore: @unchecked Sendable {
         let reader = inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
             guard state.end == nil else { return nil }
             state.end = end
-            let waiter = state.waiter
-            state.waiter = nil
-            return waiter
+            return state.consumer.takeWaiter()
         }
         guard let reader else { return }
         switch end {
@@ -305,63 +300,18 @@ final class ConnectionCore: @unchecked Sendable {
     /// The next chunk for the inbound sequence (any thread).
     func nextChunk() async throws -> [UInt8]? {
         let low = inboundLowWater
-        var id = 0
-        let first = inbound.withLock { state -> InboundState.Step in
-            let step = state.take(lowWater: low)
-            if case .wait = step {
-                state.nextWaiterID += 1
-                id = state.nextWaiterID
+        return try await inbound.nextElement { state in
+            state.take(lowWater: low)
+        } deliver: { step in
+            switch step {
+            case .chunk(let chunk, let resume):
+                if resume { reactor.perform { self.resumeReadingIfDrained() } }
+                return chunk
+            case .end:
+                return nil
+            case .failed(let carried):
+                throw carried.error
             }
-            return step
-        }
-        switch first {
-        case .chunk(let chunk, let resume):
-            if resume { reactor.perform { self.resumeReadingIfDrained() } }
-            return chunk
-        case .end:
-            return nil
-        case .failed(let carried):
-            throw carried.error
-        case .wait:
-            break
-        }
-        let waiterID = id
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8]?, any Error>) in
-                enum Outcome { case installed, step(InboundState.Step), busy, cancelled }
-                let outcome = inbound.withLock { state -> Outcome in
-                    let step = state.take(lowWater: low)
-                    guard case .wait = step else { return .step(step) }
-                    if state.waiter != nil { return .busy }
-                    if Task.isCancelled { return .cancelled }
-                    state.waiter = continuation
-                    state.waiterID = waiterID
-                    return .installed
-                }
-                switch outcome {
-                case .installed:
-                    break
-                case .busy:
-                    continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
-                case .cancelled:
-                    continuation.resume(throwing: CancellationError())
-                case .step(.chunk(let chunk, let resume)):
-                    if resume { reactor.perform { self.resumeReadingIfDrained() } }
-                    continuation.resume(returning: chunk)
-                case .step(.failed(let carried)):
-                    continuation.resume(throwing: carried.error)
-                case .step(.end), .step(.wait):
-                    continuation.resume(returning: nil)
-                }
-            }
-        } onCancel: {
-            let reader = self.inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
-                guard state.waiter != nil, state.waiterID == waiterID else { return nil }
-                let waiter = state.waiter
-                state.waiter = nil
-                return waiter
-            }
-            reader?.resume(throwing: CancellationError())
         }
     }
 
@@ -390,6 +340,17 @@ final class AsyncBridge: Protocol, HalfCloseableProtocol {
     var core: ConnectionCore?
     /// Called with the new connection once `connectionMade` ran.
     var onMade: ((AsyncConnection) -> Void)?
+
+    /// What the async factories build: a bridge with a fresh ``ConnectionCore``
+    /// (`options` for its inbound buffer), made by `factory`; `onMade` hears
+    /// the ``AsyncConnection`` once the transport is connected.
+    convenience init(reactor: Reactor, options: AsyncConnection.Options, factory: Factory,
+                     onMade: @escaping (AsyncConnection) -> Void) {
+        self.init()
+        core = ConnectionCore(reactor: reactor, options: options)
+        self.factory = factory
+        self.onMade = onMade
+    }
 
     override func connectionMade() throws {
         guard let core, let stream = transport as? StreamConnection else {

@@ -115,52 +115,40 @@ private final class ReactorBox<Value>: @unchecked Sendable {
 }
 
 /// Opens once; threads block and tasks suspend until it does.
-/// A pthread mutex and condition, so ThreadSanitizer sees the ordering.
-final class Latch: @unchecked Sendable {
-    // @unchecked Sendable: `open` and `waiters` are only touched with `mutex` held.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t> = .allocate(capacity: 1)
-    private let condition: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)
-    private var open = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
+/// A ``Locked`` state and a ``Condition`` (pthread both), so ThreadSanitizer
+/// sees the ordering.
+/// Threading: any thread.
+final class Latch: Sendable {
+    private struct State {
+        var open = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
+    private let state = Locked(State())
+    private let opened = Condition()
 
     func signal() {
-        pthread_mutex_lock(mutex)
-        open = true
-        let waiting = waiters
-        waiters = []
-        pthread_cond_broadcast(condition)
-        pthread_mutex_unlock(mutex)
+        let waiting = state.withLock { state in
+            state.open = true
+            let waiting = state.waiters
+            state.waiters = []
+            opened.broadcast()
+            return waiting
+        }
         for waiter in waiting { waiter.resume() }
     }
 
     func waitBlocking() {
-        pthread_mutex_lock(mutex)
-        while !open { pthread_cond_wait(condition, mutex) }
-        pthread_mutex_unlock(mutex)
+        state.wait(on: opened) { $0.open }
     }
 
     func wait() async {
         await withCheckedContinuation { continuation in
-            pthread_mutex_lock(mutex)
-            if open {
-                pthread_mutex_unlock(mutex)
-                continuation.resume()
-            } else {
-                waiters.append(continuation)
-                pthread_mutex_unlock(mutex)
+            let isOpen = state.withLock { state in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
             }
+            if isOpen { continuation.resume() }
         }
     }
 }
