@@ -14,7 +14,7 @@ final class CrossThreadQueue: @unchecked Sendable {
     /// in the order they were made.
     enum Job {
         case call(@Sendable () throws -> Void)
-        case job(UnownedJob)
+        case job(ReactorJob)
     }
     // @unchecked Sendable: `jobs` is only touched with `lock` held.
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
