@@ -180,6 +180,36 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
+    /// What ``writeNow(_:)`` did.
+    enum ImmediateWrite {
+        /// Not taken (writes are waiting ahead, the write side is closed or
+        /// closing, or the transport is above its high-water mark): queue it.
+        case notTaken
+        /// Handed to the transport, and every byte reached the kernel.
+        case done
+        /// Handed to the transport; the waiter hears when the bytes reached
+        /// the kernel (or the connection was lost first).
+        case flushing(OneShot<Void>)
+    }
+
+    /// The fast path of ``AsyncConnection/write(_:)`` for a task already on
+    /// the reactor's thread: when nothing waits ahead of it and the
+    /// transport is at or below its high-water mark, the bytes are handed to
+    /// the transport at once, exactly as ``pump()`` would hand them; most
+    /// writes then reach the kernel at once and the caller returns without
+    /// suspending (no waiter, no continuation, no job).
+    func writeNow(_ bytes: [UInt8]) -> ImmediateWrite {
+        guard let connection, ops.isEmpty, !writeSideClosed, queueIsLive,
+              connection.bufferSize <= connection.writeHighWaterMark else { return .notTaken }
+        bytes.withUnsafeBytes { connection.write($0) }
+        submitted += bytes.count
+        if queueIsLive, connection.bufferSize == 0 { return .done }
+        // Queued, or the write failed and the connection is closing (lost() fails it).
+        let waiter = OneShot<Void>()
+        flushWaiters.append((submitted, waiter))
+        return .flushing(waiter)
+    }
+
     /// A `uv_write` completed: writers whose bytes all reached the kernel
     /// return, and waiting writes may be admitted.
     private func drainProgressed() {
@@ -207,7 +237,11 @@ final class ConnectionCore: @unchecked Sendable {
         var head = 0
         var buffered = 0
         var end: End?
-        var waiter: CheckedContinuation<[UInt8]?, any Error>?
+        /// The reader waiting in `nextChunk`. An unsafe continuation (no
+        /// checking canary: one allocation less per wait); every path below
+        /// takes it out of the state under the lock before resuming it, so
+        /// it is resumed exactly once.
+        var waiter: UnsafeContinuation<[UInt8]?, any Error>?
         var waiterID = 0
         var nextWaiterID = 0
         /// We paused the transport's reading (buffer above the high-water mark).
@@ -257,7 +291,7 @@ final class ConnectionCore: @unchecked Sendable {
     func received(_ data: Span<UInt8>) {
         let chunk = data.array
         let high = inboundHighWater
-        let (reader, pause) = inbound.withLock { state -> (CheckedContinuation<[UInt8]?, any Error>?, Bool) in
+        let (reader, pause) = inbound.withLock { state -> (UnsafeContinuation<[UInt8]?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -276,7 +310,7 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     private func finishInbound(_ end: End) {
-        let reader = inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
+        let reader = inbound.withLock { state -> UnsafeContinuation<[UInt8]?, any Error>? in
             guard state.end == nil else { return nil }
             state.end = end
             let waiter = state.waiter
@@ -327,7 +361,7 @@ final class ConnectionCore: @unchecked Sendable {
         }
         let waiterID = id
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8]?, any Error>) in
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8]?, any Error>) in
                 enum Outcome { case installed, step(InboundState.Step), busy, cancelled }
                 let outcome = inbound.withLock { state -> Outcome in
                     let step = state.take(lowWater: low)
@@ -355,7 +389,7 @@ final class ConnectionCore: @unchecked Sendable {
                 }
             }
         } onCancel: {
-            let reader = self.inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
+            let reader = self.inbound.withLock { state -> UnsafeContinuation<[UInt8]?, any Error>? in
                 guard state.waiter != nil, state.waiterID == waiterID else { return nil }
                 let waiter = state.waiter
                 state.waiter = nil
