@@ -46,12 +46,12 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// run as nonisolated code with the reactor as task executor; actor jobs
     /// come through ``asUnownedSerialExecutor()`` and run isolated to it.
     public func enqueue(_ job: consuming ExecutorJob) {
-        enqueue(ReactorJob(job: UnownedJob(job), isolated: false))
+        schedule(ReactorJob(job: UnownedJob(job), isolated: false))
     }
 
     /// Queues a job for the reactor thread: locally (no lock, no wake-up)
     /// when called on it, else through the cross-thread queue.
-    func enqueue(_ job: ReactorJob) {
+    func schedule(_ job: ReactorJob) {
         if isRunningOnCurrentThread {
             localJobs.append(job)
             if localJobs.count == 1 { startIdle() }
@@ -123,7 +123,7 @@ final class ReactorSerialExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        reactor.enqueue(ReactorJob(job: UnownedJob(job), isolated: true))
+        reactor.schedule(ReactorJob(job: UnownedJob(job), isolated: true))
     }
 
     func asUnownedSerialExecutor() -> UnownedSerialExecutor {
