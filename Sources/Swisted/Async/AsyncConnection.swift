@@ -104,7 +104,11 @@ public final class AsyncConnection: Sendable {
     /// with nothing queued ahead of it, below the high-water mark, is handed
     /// to the transport at once; if the kernel takes it all, as it usually
     /// does, `write` returns without suspending.
-    public func write(_ bytes: [UInt8]) async throws {
+    ///
+    /// `nonisolated(nonsending)`: it runs in the caller's isolation (an
+    /// actor on the reactor's executor stays on it: no hop to the global
+    /// executor and back).
+    public nonisolated(nonsending) func write(_ bytes: [UInt8]) async throws {
         let core = core
         if core.reactor.isRunningOnCurrentThread {
             // A task on the reactor's executor (or an actor on it): no hop,
@@ -192,6 +196,14 @@ public final class AsyncConnection: Sendable {
             /// - Throws: the reason the connection was lost uncleanly;
             ///   `CancellationError`; ``AsyncConnectionError/concurrentIteration``.
             public mutating func next() async throws -> [UInt8]? {
+                try await connection.core.nextChunk()
+            }
+
+            /// The next chunk, nil at the end, in the caller's isolation
+            /// (what `for try await` calls): an actor on the reactor's
+            /// executor waits here without leaving it.
+            /// - Throws: as ``next()``.
+            public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
                 try await connection.core.nextChunk()
             }
         }

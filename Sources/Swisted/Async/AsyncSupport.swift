@@ -133,7 +133,7 @@ final class OneShot<Value: Sendable>: Sendable {
     /// Suspends until the reactor side resolves it (or the task is
     /// cancelled); `start` runs once the continuation is installed, unless
     /// the task was cancelled already.
-    func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
+    nonisolated(nonsending) func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 if install(continuation) { start() }

@@ -337,7 +337,9 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     /// The next chunk for the inbound sequence (any thread).
-    func nextChunk() async throws -> [UInt8]? {
+    /// `nonisolated(nonsending)`: it runs in the caller's isolation, so an
+    /// actor (or a task) on the reactor's executor makes no executor switch.
+    nonisolated(nonsending) func nextChunk() async throws -> [UInt8]? {
         let low = inboundLowWater
         var id = 0
         let first = inbound.withLock { state -> InboundState.Step in
