@@ -69,6 +69,14 @@ if withSwisted {
             path: "Sources/swisted-echo"
         )
     )
+    // The same echo on the async API (AsyncListener/AsyncConnection on the reactor's executor).
+    targets.append(
+        .executableTarget(
+            name: "swisted-async-echo",
+            dependencies: [.product(name: "Swisted", package: "swisted")],
+            path: "Sources/swisted-async-echo"
+        )
+    )
     // Reactor microbenchmarks: callLater+cancel, callFromThread.
     targets.append(
         .executableTarget(

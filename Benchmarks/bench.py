@@ -43,6 +43,16 @@ SERVERS = [
     ("nio-echo", "nio-echo"),
 ]
 BASELINE = "uv-echo"        # ratios are relative to this one (the floor)
+# Async echo servers (issue #9): measured in a table of their own, "Async echo",
+# against Swisted's callback echo (ASYNC_BASELINE), in interleaved rounds with
+# the servers of ASYNC_TABLE; also counted by the allocation counter, and
+# swisted-async-echo by callgrind. Adding one is one line here plus its name in ASYNC_TABLE.
+ASYNC_SERVERS = [
+    ("swisted-async-echo", "swisted-async-echo"),
+    ("nio-async-echo", "nio-async-echo"),
+]
+ASYNC_BASELINE = "swisted-echo"
+ASYNC_TABLE = ["swisted-echo", "swisted-async-echo", "nio-async-echo", "nio-echo"]
 LOADGEN = "echo-load"
 # Reactor microbenchmarks (not servers): product per event-loop library.
 MICROS = [("swisted", "swisted-micro"), ("nio", "nio-micro")]
@@ -65,6 +75,7 @@ FULL = dict(
     rounds=3,
     echo=[(1, 65536), (1, 1024), (50, 1024), (500, 256)],
     echo_seconds=3.0, echo_warmup=0.5,
+    async_echo=[(1, 1024), (50, 1024), (1, 65536)], async_table=ASYNC_TABLE,
     callgrind=True, callgrind_rounds=1, callgrind_trips=CALLGRIND_TRIPS, callgrind_conns=2000,
     alloc_rounds=3, alloc_seconds=1.0,
     idle_conns=10000, idle_rounds=3,
@@ -75,6 +86,7 @@ QUICK = dict(
     rounds=3,
     echo=[(1, 1024), (50, 1024)],
     echo_seconds=1.0, echo_warmup=0.3,
+    async_echo=[(50, 1024)], async_table=[n for n in ASYNC_TABLE if n != "nio-echo"],
     callgrind=True, callgrind_rounds=1, callgrind_trips=5000, callgrind_conns=500,
     callgrind_only=("uv-echo", "swisted"),  # name prefixes: nio-echo under valgrind is slow
     alloc_rounds=1, alloc_seconds=1.0,
@@ -115,7 +127,7 @@ def build(names):
     log(tail(r.stdout + r.stderr, 30))
     log("full build failed; building product by product")
     failures = {}
-    products = [p for _, p in SERVERS] + [LOADGEN] + [p for _, p in MICROS]
+    products = [p for _, p in SERVERS + ASYNC_SERVERS] + [LOADGEN] + [p for _, p in MICROS]
     for p in dict.fromkeys(products):
         r = subprocess.run(cmd + ["--product", p], capture_output=True, text=True)
         if r.returncode != 0:
@@ -612,7 +624,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~60 s subset")
     ap.add_argument("--no-build", action="store_true", help="do not run swift build")
-    ap.add_argument("--servers", help="comma-separated subset of: " + ",".join(n for n, _ in SERVERS))
+    ap.add_argument("--servers", help="comma-separated subset of: " + ",".join(n for n, _ in SERVERS + ASYNC_SERVERS))
     ap.add_argument("--out", default=HERE, help="where RESULTS.md, results.svg, results.json go")
     args = ap.parse_args()
     cfg = QUICK if args.quick else FULL
@@ -623,29 +635,35 @@ def main():
         loadavg_start = " ".join(f.read().split()[:3])
 
     servers = [n for n, _ in SERVERS]
+    async_servers = list(cfg["async_table"])
     if args.servers:
         servers = [n for n in servers if n in args.servers.split(",")]
+        async_servers = [n for n in async_servers if n in args.servers.split(",")]
+    # Servers only in the async table (not in SERVERS).
+    async_only = [n for n in async_servers if n not in servers and n in dict(ASYNC_SERVERS)]
     unavailable = {}
     if not args.no_build:
         failures = build(servers)
-        for n, p in SERVERS:
+        for n, p in SERVERS + ASYNC_SERVERS:
             if p in failures:
                 unavailable[n] = "build failed: " + failures[p]
         if LOADGEN in failures:
             sys.exit(f"cannot build the load generator: {failures[LOADGEN]}")
-    for n, p in SERVERS:
+    for n, p in SERVERS + ASYNC_SERVERS:
         if n not in unavailable and not os.access(bin_path(p), os.X_OK):
             unavailable[n] = "not built"
     if not os.access(bin_path(LOADGEN), os.X_OK):
         sys.exit("echo-load is not built")
-    for n in servers:
+    for n in dict.fromkeys(servers + async_servers):
         if n in unavailable:
             log(f"{n}: {unavailable[n]}")
     live = [n for n in servers if n not in unavailable]
+    async_live = [n for n in async_servers if n not in unavailable]
+    async_only_live = [n for n in async_only if n not in unavailable]
 
     results = {"config": {k: v for k, v in cfg.items()}, "quick": args.quick, "servers": servers,
-               "unavailable": unavailable, "echo": {}, "callgrind": {}, "alloc": {}, "idle": {}, "churn": {},
-               "micro": {}}
+               "async_servers": async_servers, "unavailable": unavailable, "echo": {}, "async_echo": {},
+               "callgrind": {}, "alloc": {}, "idle": {}, "churn": {}, "micro": {}}
 
     # 1. echo throughput / latency / CPU
     for conns, size in cfg["echo"]:
@@ -654,14 +672,23 @@ def main():
             f"echo {key}", live, cfg["rounds"],
             lambda n: m_echo(n, conns, size, cfg["echo_seconds"], cfg["echo_warmup"]))
 
+    # 1b. async echo (issue #9): the async servers against swisted-echo, interleaved
+    if async_live:
+        for conns, size in cfg["async_echo"]:
+            key = f"{conns}x{size}"
+            results["async_echo"][key] = run_interleaved(
+                f"async echo {key}", async_live, cfg["rounds"],
+                lambda n: m_echo(n, conns, size, cfg["echo_seconds"], cfg["echo_warmup"]))
+
     # 2. allocations per round trip (LD_PRELOAD counter)
+    alloc_live = live + async_only_live
     with tempfile.TemporaryDirectory(prefix="swisted-mcso-") as td:
         try:
             so = malloccount_lib(td)
-            results["alloc"] = run_interleaved("alloc 1x1024", live, cfg["alloc_rounds"],
+            results["alloc"] = run_interleaved("alloc 1x1024", alloc_live, cfg["alloc_rounds"],
                                                lambda n: m_alloc(n, so, 1, 1024, cfg["alloc_seconds"]))
         except BenchError as e:
-            results["alloc"] = {n: [e] for n in live}
+            results["alloc"] = {n: [e] for n in alloc_live}
 
     # 3. idle connections: RSS per connection
     results["idle"] = run_interleaved(f"idle {cfg['idle_conns']}", live, cfg["idle_rounds"],
@@ -680,7 +707,9 @@ def main():
     if cg_dir:
         os.makedirs(cg_dir, exist_ok=True)
         only = cfg.get("callgrind_only")
-        cg_live = [n for n in live if not only or n.startswith(only)]
+        # Of the async-only servers, only Swisted's: NIO under valgrind is slow, and nio-echo stands for it.
+        cg_live = [n for n in live + [a for a in async_only_live if a.startswith("swisted")]
+                   if not only or n.startswith(only)]
         results["callgrind"] = run_interleaved("callgrind", cg_live, cfg["callgrind_rounds"],
                                                lambda n: m_callgrind(n, cfg["callgrind_trips"], cg_dir,
                                                                        cfg["callgrind_conns"]))
@@ -695,11 +724,11 @@ def main():
     cg_names = list(results["callgrind"]) if cg_dir else []
     hot = hot_functions(cg_dir, cg_names, cfg["callgrind_trips"]) if cg_dir else {}
     hot_conn = hot_functions(cg_dir, cg_names, cfg["callgrind_conns"], "churn") if cg_dir else {}
-    md = render_md(results, cfg, servers, hot, hot_conn)
+    md = render_md(results, cfg, servers, hot, hot_conn, async_servers, async_only)
     with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
         f.write(md)
     with open(os.path.join(args.out, "results.svg"), "w") as f:
-        f.write(render_svg(results, cfg, servers))
+        f.write(render_svg(results, cfg, servers, async_servers))
     print(md)
     log(f"done in {time.time() - t_start:.0f}s; wrote RESULTS.md, results.svg, results.json in {args.out}")
 
@@ -765,7 +794,7 @@ def ratio(v, base):
     return v / base
 
 
-def render_md(res, cfg, servers, hot, hot_conn=None):
+def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_only=()):
     mi = res["machine"]
     un = res["unavailable"]
     L = []
@@ -781,11 +810,11 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
     L.append(f"- Server pinned to CPU {SERVER_CPU}, load generator (`echo-load`, C/epoll) to CPU {LOAD_CPU}; "
              f"interleaved rounds (for each test: for round in 1..{cfg['rounds']}: for server: measure), "
              "a fresh server process per measurement; figures are medians over the rounds.")
-    for n in servers:
+    for n in dict.fromkeys(list(servers) + list(async_servers)):
         if n in un:
             L.append(f"- **{n}: n/a ({un[n]})**")
-    timed = [r for g in list(res["echo"].values()) + [res["churn"]] for rs in g.values() for r in rs
-             if not isinstance(r, BenchError)]
+    timed = [r for g in list(res["echo"].values()) + list(res.get("async_echo", {}).values()) + [res["churn"]]
+             for rs in g.values() for r in rs if not isinstance(r, BenchError)]
     dist = [r for r in timed if r.get("other_cpu_frac", 0) > DISTURBED]
     if dist:
         L.append(f"- **Warning: {len(dist)} of {len(timed)} timed measurements were disturbed by other processes "
@@ -809,11 +838,11 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
             s += f" ({k}/{len(rs)} ok)"
         return s
 
-    def ratio_cell(results_by_server, n, key, digits=2):
-        if n in un or BASELINE in un:
+    def ratio_cell(results_by_server, n, key, digits=2, base=BASELINE):
+        if n in un or base in un:
             return "n/a"
         v, _, _ = med(results_by_server.get(n, []), key)
-        b, _, _ = med(results_by_server.get(BASELINE, []), key)
+        b, _, _ = med(results_by_server.get(base, []), key)
         r = ratio(v, b)
         return "n/a" if r is None else f"{r:.{digits}f}"
 
@@ -840,6 +869,32 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
                      f"{cell(by, n, 'other_cpu_frac', 2)} |")
     L.append("")
 
+    # async echo
+    if res.get("async_echo"):
+        L.append("## Async echo: async/await servers against Swisted's callback echo\n")
+        L.append("The same closed-loop echo as above, in rounds of their own (interleaved among these servers): "
+                 "`swisted-async-echo` (Swisted's `AsyncListener`/`AsyncConnection`, the accept loop and one child "
+                 "task per connection on the reactor's executor: `for try await chunk in connection.inbound "
+                 "{ try await connection.write(chunk) }`) and `nio-async-echo` (SwiftNIO's `NIOAsyncChannel`, "
+                 "the same loop), beside `swisted-echo` (callbacks) and `nio-echo` (NIO's channel handler). "
+                 f"Ratios are to {ASYNC_BASELINE} in these rounds: throughput (higher is better) and server CPU per "
+                 "round trip (lower is better). Issue #9's target: swisted-async-echo within 1.15× of "
+                 f"{ASYNC_BASELINE}'s CPU per round trip and ahead of nio-async-echo.\n")
+        L.append(f"| test | server | round trips/s | ratio to {ASYNC_BASELINE} | server CPU µs/rt | "
+                 f"CPU ratio to {ASYNC_BASELINE} | p50 µs | p99 µs | load-gen CPU | other CPU |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key, by in res["async_echo"].items():
+            c, s = key.split("x")
+            label = f"{c} conn × {human_size(int(s))}"
+            for n in async_servers:
+                L.append(f"| {label} | {n} | {cell(by, n, 'rt_per_s')} | "
+                         f"{ratio_cell(by, n, 'rt_per_s', base=ASYNC_BASELINE)} | "
+                         f"{cell(by, n, 'server_cpu_us_per_rt', 2)} | "
+                         f"{ratio_cell(by, n, 'server_cpu_us_per_rt', base=ASYNC_BASELINE)} | "
+                         f"{cell(by, n, 'p50_us')} | {cell(by, n, 'p99_us')} | "
+                         f"{cell(by, n, 'loadgen_cpu_frac', 2)} | {cell(by, n, 'other_cpu_frac', 2)} |")
+        L.append("")
+
     # callgrind
     L.append("## Instructions per round trip (callgrind)\n")
     if not cfg["callgrind"]:
@@ -858,7 +913,7 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
                  "Ir idle start/stop | Ir echo run | Ir churn run |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         by = res["callgrind"]
-        for n in servers:
+        for n in list(servers) + [a for a in async_only if a in by]:
             L.append(f"| {n} | {cell(by, n, 'ir_per_rt')} | {ratio_cell(by, n, 'ir_per_rt')} | "
                      f"{cell(by, n, 'ir_per_conn')} | {ratio_cell(by, n, 'ir_per_conn')} | "
                      f"{cell(by, n, 'ir_idle')} | {cell(by, n, 'ir_run')} | {cell(by, n, 'ir_churn')} |")
@@ -875,7 +930,7 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
     L.append("| server | allocations / rt | frees / rt | round trips in window | allocations / connection (churn) | frees / connection | connections in window |")
     L.append("|---|---:|---:|---:|---:|---:|---:|")
     by = res["alloc"]
-    for n in servers:
+    for n in list(servers) + list(async_only):
         L.append(f"| {n} | {cell(by, n, 'allocs_per_rt', 2)} | {cell(by, n, 'frees_per_rt', 2)} | "
                  f"{cell(by, n, 'round_trips')} | {cell(by, n, 'allocs_per_conn', 1)} | "
                  f"{cell(by, n, 'frees_per_conn', 1)} | {cell(by, n, 'connections')} |")
@@ -938,13 +993,13 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
     L.append("Exit codes of the servers after SIGTERM, over all measurements above (must all be 0).\n")
     L.append("| server | exit codes |")
     L.append("|---|---|")
-    for n in servers:
+    for n in dict.fromkeys(list(servers) + list(async_servers)):
         if n in un:
             L.append(f"| {n} | {na(un[n])} |")
             continue
         codes = {}
-        for sect in ("echo", "alloc", "idle", "churn"):
-            groups = res[sect].values() if sect == "echo" else [res[sect]]
+        for sect in ("echo", "async_echo", "alloc", "idle", "churn"):
+            groups = res.get(sect, {}).values() if sect in ("echo", "async_echo") else [res[sect]]
             for g in groups:
                 for r in g.get(n, []):
                     if not isinstance(r, BenchError) and "exit_code" in r:
@@ -965,33 +1020,35 @@ def render_md(res, cfg, servers, hot, hot_conn=None):
                 fn = short(fn, 140).replace("|", "\\|")
                 L.append(f"| {ir:.1f} | {pc:.1f} | `{fn}` |")
             L.append("")
-        if BASELINE in hot:
-            base = hot[BASELINE]["fns"]
-            for n, h in hot.items():
-                if n == BASELINE or not n.startswith("swisted"):
-                    continue
-                extra = h["total"] - hot[BASELINE]["total"]
-                diff = {f: v - base.get(f, 0.0) for f, v in h["fns"].items()}
-                L.append(f"### {n} minus {BASELINE}: where the extra {extra:,.0f} Ir per round trip go\n")
-                L.append(f"Per function, {n}'s cost minus {BASELINE}'s (functions only {BASELINE} has, such as its "
-                         "own callbacks, count negative and are not listed, so the rows add up to more than the "
-                         "difference). Costs below ~5 Ir that are not a multiple of one per round trip are "
-                         "usually one-time work (first connection) spread over the trips.\n")
-                L.append("| extra Ir / round trip | % of the extra | function |")
-                L.append("|---:|---:|---|")
-                for ir, pc, fn in hot_rows(diff, extra, 15):
-                    fn = short(fn, 140).replace("|", "\\|")
-                    L.append(f"| {ir:.1f} | {pc:.1f} | `{fn}` |")
-                L.append("")
-
-    if hot_conn and BASELINE in hot_conn:
-        base = hot_conn[BASELINE]
-        for n, h in hot_conn.items():
-            if n == BASELINE or not n.startswith("swisted"):
+        for n, h in hot.items():
+            # The async servers are compared with the callback echo, the others with the floor.
+            ref = ASYNC_BASELINE if n in async_only and ASYNC_BASELINE in hot else BASELINE
+            if n == ref or ref not in hot or not n.startswith("swisted"):
                 continue
+            base = hot[ref]["fns"]
+            extra = h["total"] - hot[ref]["total"]
+            diff = {f: v - base.get(f, 0.0) for f, v in h["fns"].items()}
+            L.append(f"### {n} minus {ref}: where the extra {extra:,.0f} Ir per round trip go\n")
+            L.append(f"Per function, {n}'s cost minus {ref}'s (functions only {ref} has, such as its "
+                     "own callbacks, count negative and are not listed, so the rows add up to more than the "
+                     "difference). Costs below ~5 Ir that are not a multiple of one per round trip are "
+                     "usually one-time work (first connection) spread over the trips.\n")
+            L.append("| extra Ir / round trip | % of the extra | function |")
+            L.append("|---:|---:|---|")
+            for ir, pc, fn in hot_rows(diff, extra, 15):
+                fn = short(fn, 140).replace("|", "\\|")
+                L.append(f"| {ir:.1f} | {pc:.1f} | `{fn}` |")
+            L.append("")
+
+    if hot_conn:
+        for n, h in hot_conn.items():
+            ref = ASYNC_BASELINE if n in async_only and ASYNC_BASELINE in hot_conn else BASELINE
+            if n == ref or ref not in hot_conn or not n.startswith("swisted"):
+                continue
+            base = hot_conn[ref]
             extra = h["total"] - base["total"]
             diff = {f: v - base["fns"].get(f, 0.0) for f, v in h["fns"].items()}
-            L.append(f"### {n} minus {BASELINE} per connection (connect, one 64 B echo, close): "
+            L.append(f"### {n} minus {ref} per connection (connect, one 64 B echo, close): "
                      f"{h['total']:,.0f} against {base['total']:,.0f} Ir\n")
             L.append("| extra Ir / connection | % of the extra | function |")
             L.append("|---:|---:|---|")
@@ -1041,17 +1098,18 @@ def human_size(n):
 
 # ------------------------------------------------------------------ svg
 
-def render_svg(res, cfg, servers):
+def render_svg(res, cfg, servers, async_servers=()):
     """Grouped bar chart of ratios to uv-echo: throughput (higher is better) and
-    server CPU per operation (lower is better)."""
+    server CPU per operation (lower is better); the async echo panels are
+    ratios to swisted-echo."""
     colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"]
     un = res["unavailable"]
 
-    def r(by, n, key):
-        if n in un or BASELINE in un:
+    def r(by, n, key, base=BASELINE):
+        if n in un or base in un:
             return None
         v, _, _ = med(by.get(n, []), key)
-        b, _, _ = med(by.get(BASELINE, []), key)
+        b, _, _ = med(by.get(base, []), key)
         return ratio(v, b)
 
     panels = []
@@ -1071,11 +1129,24 @@ def render_svg(res, cfg, servers):
         panels.append(("User-space instructions (callgrind) relative to uv-echo (lower is better)",
                        [("Ir per round trip", {n: r(res["callgrind"], n, "ir_per_rt") for n in servers}),
                         ("Ir per connection", {n: r(res["callgrind"], n, "ir_per_conn") for n in servers})]))
+    panels = [(t, g, list(servers)) for t, g in panels]
+    if res.get("async_echo") and async_servers:
+        for title, key in (("Async echo: round trips/s relative to swisted-echo (higher is better)", "rt_per_s"),
+                           ("Async echo: server CPU per round trip relative to swisted-echo (lower is better)",
+                            "server_cpu_us_per_rt")):
+            groups = []
+            for k, by in res["async_echo"].items():
+                c, s = k.split("x")
+                groups.append((f"{c}×{human_size(int(s))}",
+                               {n: r(by, n, key, ASYNC_BASELINE) for n in async_servers}))
+            panels.append((title, groups, list(async_servers)))
+    legend = list(dict.fromkeys(list(servers) + list(async_servers)))
+    color_of = {n: colors[i % len(colors)] for i, n in enumerate(legend)}
 
-    timed = [r for g in list(res["echo"].values()) + [res["churn"]] for rs in g.values() for r in rs
-             if not isinstance(r, BenchError)]
+    timed = [r for g in list(res["echo"].values()) + list(res.get("async_echo", {}).values()) + [res["churn"]]
+             for rs in g.values() for r in rs if not isinstance(r, BenchError)]
     disturbed = sum(1 for r in timed if r.get("other_cpu_frac", 0) > DISTURBED)
-    W, PH, top, left, right = 900, 300, 50, 60, 20
+    W, PH, top, left, right = 900, 300, 70, 60, 20
     H = top + len(panels) * (PH + 70) + 10
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            'font-family="sans-serif" font-size="12">',
@@ -1083,17 +1154,17 @@ def render_svg(res, cfg, servers):
            f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
            f'Swisted echo benchmarks ({esc(res["date"])}{", quick subset" if res["quick"] else ""})</text>']
     if disturbed:
-        out.append(f'<text x="{W - right}" y="40" text-anchor="end" fill="#c00">{disturbed} of {len(timed)} '
+        out.append(f'<text x="{left}" y="60" fill="#c00">{disturbed} of {len(timed)} '
                    'timed measurements disturbed by other processes</text>')
     # legend
     lx = left
-    for i, n in enumerate(servers):
-        out.append(f'<rect x="{lx}" y="30" width="12" height="12" fill="{colors[i % len(colors)]}"/>')
+    for n in legend:
+        out.append(f'<rect x="{lx}" y="30" width="12" height="12" fill="{color_of[n]}"/>')
         label = n + (" (n/a)" if n in un else "")
         out.append(f'<text x="{lx + 16}" y="40">{esc(label)}</text>')
         lx += 20 + 8 * len(label) + 20
     y0 = top + 10
-    for title, groups in panels:
+    for title, groups, names in panels:
         vals = [v for _, g in groups for v in g.values() if v is not None]
         vmax = max(vals + [1.0]) * 1.15
         ph = PH - 30
@@ -1111,10 +1182,10 @@ def render_svg(res, cfg, servers):
         out.append(f'<line x1="{left}" x2="{W - right}" y1="{y1:.1f}" y2="{y1:.1f}" stroke="#333" '
                    'stroke-dasharray="4,3"/>')
         gw = (W - left - right) / max(1, len(groups))
-        bw = min(40, (gw - 20) / max(1, len(servers)))
+        bw = min(40, (gw - 20) / max(1, len(names)))
         for gi, (glabel, g) in enumerate(groups):
-            gx = left + gi * gw + (gw - bw * len(servers)) / 2
-            for si, n in enumerate(servers):
+            gx = left + gi * gw + (gw - bw * len(names)) / 2
+            for si, n in enumerate(names):
                 v = g.get(n)
                 x = gx + si * bw
                 if v is None:
@@ -1123,7 +1194,7 @@ def render_svg(res, cfg, servers):
                     continue
                 h = v / vmax * ph
                 out.append(f'<rect x="{x + 1:.1f}" y="{base_y - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
-                           f'fill="{colors[si % len(colors)]}"><title>{esc(n)}: {v:.3f}</title></rect>')
+                           f'fill="{color_of[n]}"><title>{esc(n)}: {v:.3f}</title></rect>')
                 out.append(f'<text x="{x + bw / 2:.1f}" y="{base_y - h - 3:.1f}" text-anchor="middle" '
                            f'font-size="10">{v:.2f}</text>')
             out.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{base_y + 16}" text-anchor="middle">'

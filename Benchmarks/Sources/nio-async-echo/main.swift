@@ -34,22 +34,12 @@ while let a = args.popFirst() {
 }
 guard let listenPort = port else { usage() }
 
-// SIGINT/SIGTERM blocked before any thread exists, taken by sigwait on a thread of its own.
-var stopSignals = sigset_t()
-sigemptyset(&stopSignals)
-sigaddset(&stopSignals, SIGINT)
-sigaddset(&stopSignals, SIGTERM)
-pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-var signalThread = pthread_t()
-pthread_create(&signalThread, nil, { _ in
-    var signals = sigset_t()
-    sigemptyset(&signals)
-    sigaddset(&signals, SIGINT)
-    sigaddset(&signals, SIGTERM)
-    var received: Int32 = 0
-    sigwait(&signals, &received)
-    exit(0)
-}, nil)
+// SIGINT/SIGTERM end the process with status 0. A handler rather than a
+// sigwait thread: blocking the signals on the main thread did not cover the
+// threads the Swift runtime had already started for the async main, so
+// SIGTERM killed the process (status 143) instead. `_exit` is async-signal-safe.
+signal(SIGINT) { _ in _exit(0) }
+signal(SIGTERM) { _ in _exit(0) }
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>

@@ -49,7 +49,8 @@ enum SocketAddress {
 
     /// The IP address in text form, without the port.
     var ipString: String {
-        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+        if case .v4(let addr) = self { return IPv4Host.format(networkOrder: addr.sin_addr.s_addr) }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
             let base = buffer.baseAddress!
             switch self {
             case .v4(var addr):
@@ -76,8 +77,9 @@ enum SocketAddress {
     /// The public, printable form of this address.
     func address(type: SocketType) -> any Address {
         switch self {
-        case .v4:
-            return IPv4Address(type: type, host: ipString, port: port)
+        case .v4(let addr):
+            // The text is made only if someone reads it (issue #7: not on every accept).
+            return IPv4Address(type: type, networkOrder: addr.sin_addr.s_addr, port: port)
         case .v6(let addr):
             return IPv6Address(type: type, host: ipString, port: port,
                                flowInfo: Int(UInt32(bigEndian: addr.sin6_flowinfo)),

@@ -99,8 +99,33 @@ public final class AsyncConnection: Sendable {
     ///   task is cancelled. A write cancelled while waiting for the
     ///   high-water mark is never sent; one cancelled after it was handed to
     ///   the transport is still sent (only the waiting stops).
-    public func write(_ bytes: [UInt8]) async throws {
+    ///
+    /// From a task on the reactor's executor (or an actor on it), a write
+    /// with nothing queued ahead of it, below the high-water mark, is handed
+    /// to the transport at once; if the kernel takes it all, as it usually
+    /// does, `write` returns without suspending.
+    ///
+    /// `nonisolated(nonsending)`: it runs in the caller's isolation (an
+    /// actor on the reactor's executor stays on it: no hop to the global
+    /// executor and back).
+    public nonisolated(nonsending) func write(_ bytes: [UInt8]) async throws {
         let core = core
+        if core.reactor.isRunningOnCurrentThread {
+            // A task on the reactor's executor (or an actor on it): no hop,
+            // and usually no suspension either.
+            try Task.checkCancellation()  // a write cancelled before it was handed over is never sent
+            switch core.writeNow(bytes) {
+            case .done:
+                return
+            case .flushing(let waiter):
+                // Nothing runs on this thread until the task suspends, so the
+                // waiter cannot be resolved before it is installed.
+                try await waiter.wait(start: {})
+                return
+            case .notTaken:
+                break
+            }
+        }
         let waiter = OneShot<Void>()
         try await waiter.wait(start: {
             core.reactor.perform { core.submit(.write(bytes, waiter)) }
@@ -171,6 +196,14 @@ public final class AsyncConnection: Sendable {
             /// - Throws: the reason the connection was lost uncleanly;
             ///   `CancellationError`; ``AsyncConnectionError/concurrentIteration``.
             public mutating func next() async throws -> [UInt8]? {
+                try await connection.core.nextChunk()
+            }
+
+            /// The next chunk, nil at the end, in the caller's isolation
+            /// (what `for try await` calls): an actor on the reactor's
+            /// executor waits here without leaving it.
+            /// - Throws: as ``next()``.
+            public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
                 try await connection.core.nextChunk()
             }
         }

@@ -125,7 +125,7 @@ final class ListenerCore: @unchecked Sendable {
     /// Reactor thread: a connection was made on the port.
     func deliver(_ connection: AsyncConnection) {
         let max = maxPending
-        let (reader, pause) = state.withLock { state -> (CheckedContinuation<AsyncConnection?, any Error>?, Bool) in
+        let (reader, pause) = state.withLock { state -> (ConsumerSlot<AsyncConnection>.Waiter?, Bool) in
             if state.closed {
                 return (nil, false)  // dropped by the caller: its deinit closes it
             }
@@ -165,7 +165,7 @@ final class ListenerCore: @unchecked Sendable {
 
     /// No more connections: a waiting reader gets nil, waiting connections are closed.
     private func endSequence() {
-        let (reader, dropped) = state.withLock { state -> (CheckedContinuation<AsyncConnection?, any Error>?, [AsyncConnection]) in
+        let (reader, dropped) = state.withLock { state -> (ConsumerSlot<AsyncConnection>.Waiter?, [AsyncConnection]) in
             state.closed = true
             let reader = state.consumer.takeWaiter()
             let dropped = Array(state.queue[state.head...])

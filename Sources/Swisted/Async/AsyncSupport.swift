@@ -98,7 +98,7 @@ final class OneShot<Value: Sendable>: Sendable {
     /// Suspends until the reactor side resolves it (or the task is
     /// cancelled); `start` runs once the continuation is installed, unless
     /// the task was cancelled already.
-    func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
+    nonisolated(nonsending) func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 if install(continuation) { start() }
@@ -117,7 +117,10 @@ final class OneShot<Value: Sendable>: Sendable {
 ///
 /// Threading: part of a ``Locked`` state; touched only with its lock held.
 struct ConsumerSlot<Element: Sendable> {
-    typealias Waiter = CheckedContinuation<Element?, any Error>
+    /// An unsafe continuation (no checking canary: one allocation less per
+    /// wait); every path takes it out of the slot under the lock before
+    /// resuming it, so it is resumed exactly once.
+    typealias Waiter = UnsafeContinuation<Element?, any Error>
 
     /// The waiting consumer, if one waits.
     private(set) var waiter: Waiter?
@@ -181,8 +184,10 @@ extension Locked where State: SingleConsumerState {
     /// - Throws: what `deliver` throws; `CancellationError`;
     ///   ``AsyncConnectionError/concurrentIteration`` if another task waits.
     ///
-    /// Threading: any thread or task.
-    func nextElement<Step>(
+    /// Threading: any thread or task. `nonisolated(nonsending)`: it runs in
+    /// the caller's isolation, so a caller on the reactor's executor makes no
+    /// executor switch.
+    nonisolated(nonsending) func nextElement<Step>(
         take: (inout State) -> Step?,
         deliver: (Step) throws -> State.Element?
     ) async throws -> State.Element? {
@@ -196,7 +201,7 @@ extension Locked where State: SingleConsumerState {
         if let first { return try deliver(first) }
         let waiterID = id
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Element?, any Error>) in
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Element?, any Error>) in
                 let outcome = withLock { state -> ConsumerOutcome<Step> in
                     if let step = take(&state) { return .step(step) }
                     return state.consumer.install(continuation, id: waiterID)

@@ -180,6 +180,36 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
+    /// What ``writeNow(_:)`` did.
+    enum ImmediateWrite {
+        /// Not taken (writes are waiting ahead, the write side is closed or
+        /// closing, or the transport is above its high-water mark): queue it.
+        case notTaken
+        /// Handed to the transport, and every byte reached the kernel.
+        case done
+        /// Handed to the transport; the waiter hears when the bytes reached
+        /// the kernel (or the connection was lost first).
+        case flushing(OneShot<Void>)
+    }
+
+    /// The fast path of ``AsyncConnection/write(_:)`` for a task already on
+    /// the reactor's thread: when nothing waits ahead of it and the
+    /// transport is at or below its high-water mark, the bytes are handed to
+    /// the transport at once, exactly as ``pump()`` would hand them; most
+    /// writes then reach the kernel at once and the caller returns without
+    /// suspending (no waiter, no continuation, no job).
+    func writeNow(_ bytes: [UInt8]) -> ImmediateWrite {
+        guard let connection, ops.isEmpty, !writeSideClosed, queueIsLive,
+              connection.bufferSize <= connection.writeHighWaterMark else { return .notTaken }
+        bytes.withUnsafeBytes { connection.write($0) }
+        submitted += bytes.count
+        if queueIsLive, connection.bufferSize == 0 { return .done }
+        // Queued, or the write failed and the connection is closing (lost() fails it).
+        let waiter = OneShot<Void>()
+        flushWaiters.append((submitted, waiter))
+        return .flushing(waiter)
+    }
+
     /// A `uv_write` completed: writers whose bytes all reached the kernel
     /// return, and waiting writes may be admitted.
     private func drainProgressed() {
@@ -255,7 +285,7 @@ final class ConnectionCore: @unchecked Sendable {
     func received(_ data: Span<UInt8>) {
         let chunk = data.array
         let high = inboundHighWater
-        let (reader, pause) = inbound.withLock { state -> (CheckedContinuation<[UInt8]?, any Error>?, Bool) in
+        let (reader, pause) = inbound.withLock { state -> (UnsafeContinuation<[UInt8]?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
             if let waiter = state.consumer.takeWaiter() {
                 return (waiter, false)
@@ -273,7 +303,7 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     private func finishInbound(_ end: End) {
-        let reader = inbound.withLock { state -> CheckedContinuation<[UInt8]?, any Error>? in
+        let reader = inbound.withLock { state -> UnsafeContinuation<[UInt8]?, any Error>? in
             guard state.end == nil else { return nil }
             state.end = end
             return state.consumer.takeWaiter()
@@ -298,7 +328,9 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     /// The next chunk for the inbound sequence (any thread).
-    func nextChunk() async throws -> [UInt8]? {
+    /// `nonisolated(nonsending)`: it runs in the caller's isolation, so an
+    /// actor (or a task) on the reactor's executor makes no executor switch.
+    nonisolated(nonsending) func nextChunk() async throws -> [UInt8]? {
         let low = inboundLowWater
         return try await inbound.nextElement { state in
             state.take(lowWater: low)

@@ -57,6 +57,34 @@ enum UVHandle {
         uv_close(base, handleCloseCallback)
     }
 
+    /// Starts closing like ``close(_:)``, with a close callback written for
+    /// the owner's class (one that calls ``finishClose(_:owner:)`` with it),
+    /// so the callback needs no dynamic cast to find `handleDidClose`. Used
+    /// on the per-connection path (issue #7); the generic callback of
+    /// ``close(_:)`` works for every owner.
+    static func close<T>(_ handle: UnsafeMutablePointer<T>, callback: uv_close_cb) {
+        let base = asHandle(handle)
+        guard uv_is_closing(base) == 0 else { return }
+        uv_close(base, callback)
+    }
+
+    /// The body of a close callback whose owner is known to be an `Owner`
+    /// (the handle was adopted by one): tells it `handleDidClose()`, frees
+    /// the memory and drops the handle's reference, as the generic callback
+    /// does, but without a conformance lookup.
+    @inline(__always)
+    static func finishClose<Owner: HandleOwning>(_ handle: UnsafeMutablePointer<uv_handle_t>?, owner: Owner.Type) {
+        guard let handle else { return }
+        guard let data = handle.pointee.data else {
+            handle.deallocate()
+            return
+        }
+        handle.pointee.data = nil
+        let object = Unmanaged<Owner>.fromOpaque(data).takeRetainedValue()
+        object.handleDidClose()
+        handle.deallocate()
+    }
+
     /// Views any libuv handle type as the generic `uv_handle_t`.
     @inline(__always)
     static func asHandle<T>(_ handle: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {

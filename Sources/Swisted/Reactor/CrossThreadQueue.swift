@@ -10,7 +10,7 @@ final class CrossThreadQueue: Sendable {
     /// in the order they were made.
     enum Job {
         case call(@Sendable () throws -> Void)
-        case job(UnownedJob)
+        case job(ReactorJob)
     }
 
     private let jobs = Locked<[Job]>([])

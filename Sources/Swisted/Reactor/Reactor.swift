@@ -76,8 +76,11 @@ public final class Reactor: @unchecked Sendable {
     private var soon: [() -> Void] = []
     /// Executor jobs enqueued on the reactor thread itself: run from the idle
     /// phase, with no lock and no wake-up syscall.
-    var localJobs: [UnownedJob] = []
-    private var spareLocalJobs: [UnownedJob] = []
+    var localJobs: [ReactorJob] = []
+    private var spareLocalJobs: [ReactorJob] = []
+    /// The reactor as the serial executor of actors (see `ReactorSerialExecutor`);
+    /// set at the end of `init`, never changed.
+    private(set) var serialExecutor: ReactorSerialExecutor!
     private var triggers: [Trigger] = []
     private var nextTriggerID = 0
 
@@ -132,6 +135,7 @@ public final class Reactor: @unchecked Sendable {
         uv_unref(UVHandle.asHandle(timer))
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         timers.earliestMovedEarlier = { [unowned self] time in self.armTimer(for: time) }
+        serialExecutor = ReactorSerialExecutor(reactor: self)
     }
 
     deinit {

@@ -31,11 +31,27 @@ import Glibc
 /// Jobs wait while the reactor is not running and run at the next
 /// ``run(installSignalHandlers:)``: a reactor that never runs never runs them.
 ///
+/// Nonisolated async code in such a task (the async connection API, say)
+/// runs on the reactor thread *as nonisolated code*: calling from it into
+/// nonisolated async functions makes no hop; only entering an actor does.
+/// (Internally, actor jobs reach the reactor through a separate serial
+/// executor object, ``asUnownedSerialExecutor()``, so the reactor can run
+/// each job in the context it was enqueued for.)
+///
 /// Threading: `enqueue` may be called from any thread (Swift calls it).
 extension Reactor: SerialExecutor, TaskExecutor {
     /// Schedules a Swift concurrency job on the reactor thread. Any thread.
+    ///
+    /// Jobs enqueued here (a task whose executor preference is the reactor)
+    /// run as nonisolated code with the reactor as task executor; actor jobs
+    /// come through ``asUnownedSerialExecutor()`` and run isolated to it.
     public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
+        schedule(ReactorJob(job: UnownedJob(job), isolated: false))
+    }
+
+    /// Queues a job for the reactor thread: locally (no lock, no wake-up)
+    /// when called on it, else through the cross-thread queue.
+    func schedule(_ job: ReactorJob) {
         if isRunningOnCurrentThread {
             localJobs.append(job)
             if localJobs.count == 1 { startIdle() }
@@ -45,9 +61,11 @@ extension Reactor: SerialExecutor, TaskExecutor {
         }
     }
 
-    /// This reactor as the executor of an actor (`unownedExecutor`).
+    /// This reactor as the executor of an actor (`unownedExecutor`): every
+    /// actor using it runs on the reactor thread, serialized with the
+    /// reactor's callbacks and with each other.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: self)
+        UnownedSerialExecutor(ordinary: serialExecutor)
     }
 
     /// This reactor as a task executor preference (`Task(executorPreference:)`).
@@ -66,9 +84,58 @@ extension Reactor: SerialExecutor, TaskExecutor {
         isRunningOnCurrentThread
     }
 
-    /// Runs one job on this thread, with the reactor as both its serial and task executor.
-    func runJob(_ job: UnownedJob) {
-        job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+    /// Runs one job on this thread: an actor's job isolated to the reactor's
+    /// serial executor (with the reactor as task executor too), a task's job
+    /// as nonisolated code on the reactor as task executor, so that its
+    /// nonisolated async calls need no executor switch (one job each, before).
+    func runJob(_ job: ReactorJob) {
+        if job.isolated {
+            job.job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        } else {
+            job.job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// A Swift concurrency job for the reactor, and how it was enqueued:
+/// `isolated` for an actor's job (through ``ReactorSerialExecutor``), not for a
+/// job of a task that prefers the reactor as its task executor.
+struct ReactorJob {
+    let job: UnownedJob
+    let isolated: Bool
+}
+
+/// The serial-executor face of a ``Reactor``: what
+/// ``Reactor/asUnownedSerialExecutor()`` returns, so the reactor can tell an
+/// actor's jobs (enqueued here) from the jobs of tasks that merely prefer it
+/// as task executor (enqueued on the reactor itself). Both run on the
+/// reactor thread, in one FIFO.
+///
+/// Threading: any thread (Swift calls `enqueue`, the isolation checks).
+final class ReactorSerialExecutor: SerialExecutor, @unchecked Sendable {
+    // @unchecked Sendable: one immutable reference.
+    /// The reactor owns this object and outlives every use of it (actors
+    /// hold the reactor to name their executor).
+    unowned let reactor: Reactor
+
+    init(reactor: Reactor) {
+        self.reactor = reactor
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        reactor.schedule(ReactorJob(job: UnownedJob(job), isolated: true))
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    func checkIsolated() {
+        reactor.checkIsolated()
+    }
+
+    func isIsolatingCurrentContext() -> Bool? {
+        reactor.isIsolatingCurrentContext()
     }
 }
 

@@ -175,7 +175,7 @@ class StreamConnection: HandleOwning, Transport {
         guard state != .closing, state != .closed else { return }
         state = .closing
         closeReason = reason
-        UVHandle.close(stream)
+        UVHandle.close(stream, callback: streamConnectionCloseCallback)
     }
 
     final func handleDidClose() {
@@ -547,4 +547,11 @@ final class TCPConnection: StreamConnection, TCPTransport {
         guard state == .open || state == .disconnecting else { throw UVError(UV_EBADF) }
         try uvCheck(uv_tcp_keepalive(tcp, enabled ? 1 : 0, UInt32(max(1, delay))))
     }
+}
+
+/// The close callback of a connection's handle. Its owner is always the
+/// `StreamConnection` that adopted it, so `handleDidClose` is called directly
+/// (no `as! HandleOwning` lookup per connection: issue #7).
+private func streamConnectionCloseCallback(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
+    UVHandle.finishClose(handle, owner: StreamConnection.self)
 }
