@@ -51,12 +51,10 @@ final class ConnectionCore: @unchecked Sendable {
 
     func attach(_ connection: StreamConnection) {
         self.connection = connection
-        connection.writeDrainObserver = { [unowned self] in self.drainProgressed() }
     }
 
     /// `connectionLost`: every waiter hears the outcome, exactly once.
     func lost(_ reason: any Error) {
-        connection?.writeDrainObserver = nil
         connection = nil
         lostReason = reason
         let clean = reason is ConnectionDone
@@ -212,7 +210,8 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// A `uv_write` completed: writers whose bytes all reached the kernel
     /// return, and waiting writes may be admitted.
-    private func drainProgressed() {
+    /// A `uv_write` completed (``AsyncBridge/writeDrainProgressed()``).
+    func drainProgressed() {
         guard let connection, queueIsLive else { return }
         let handed = submitted - connection.bufferSize
         var done = 0
@@ -398,6 +397,10 @@ final class AsyncBridge: Protocol, HalfCloseableProtocol {
 
     override func dataReceived(_ data: Span<UInt8>) throws {
         core?.received(data)
+    }
+
+    override func writeDrainProgressed() {
+        core?.drainProgressed()
     }
 
     override func connectionLost(_ reason: any Error) {

@@ -68,4 +68,10 @@ open class Protocol {
     /// unclean one, ``ConnectionAborted`` after `abortConnection()`, or the
     /// error a callback threw.
     open func connectionLost(_ reason: any Error) {}
+
+    /// Internal hook: a `uv_write` of this protocol's stream transport
+    /// completed (the queue drained that far to the kernel). The async API's
+    /// bridge overrides it to learn when its writes reached the kernel; a
+    /// method, not a stored closure, so no connection pays memory for it.
+    func writeDrainProgressed() {}
 }

@@ -54,11 +54,6 @@ class StreamConnection: HandleOwning, Transport {
     final private var writeShut = false
     final private var readShut = false
 
-    /// Called after each `uv_write` completes successfully (with the next one
-    /// started if more was pending): the async API (AsyncConnection) learns
-    /// here how far the queue has drained to the kernel. One load and nil
-    /// check per completed `uv_write`; nothing on the plain write path.
-    final var writeDrainObserver: (() -> Void)?
 
     private final var highWater: Int32 = 64 * 1024
     private final var lowWater: Int32 = 16 * 1024
@@ -181,7 +176,6 @@ class StreamConnection: HandleOwning, Transport {
     final func handleDidClose() {
         state = .closed
         queue = nil  // libuv has called back every write request by now
-        writeDrainObserver = nil
         let reason = closeReason ?? ConnectionDone()
         closeReason = nil
         if let producer {
@@ -274,7 +268,9 @@ class StreamConnection: HandleOwning, Transport {
         } else {
             checkLowWater()
         }
-        writeDrainObserver?()
+        // The async API learns here how far the queue drained (one vtable
+        // call per completed uv_write; nothing on the plain write path).
+        proto?.writeDrainProgressed()
     }
 
     /// Everything written so far is with the kernel.
