@@ -204,3 +204,33 @@ let delimiterChoices: [[UInt8]] = [
     Array("\r\n".utf8), Array("\n".utf8), Array("\0".utf8), Array("aab".utf8),
     Array("abab".utf8), Array("\r\n\r\n".utf8), Array("xyzxy".utf8), Array("aaaa".utf8),
 ]
+
+/// The models' re-entrancy rule, as the receivers have it: bytes fed back in
+/// while a read is being processed (a callback calling `dataReceived`) are
+/// queued and processed after it, in order, unless `stop` says the model is
+/// done (broken or closed).
+final class ReentrantInput {
+    private var queue: [UInt8] = []
+    private var busy = false
+
+    func feed(_ data: [UInt8], stop: () -> Bool = { false }, _ process: ([UInt8]) throws -> Void) rethrows {
+        if busy {
+            queue += data
+            return
+        }
+        busy = true
+        defer { busy = false }
+        try process(data)
+        while !queue.isEmpty, !stop() {
+            let more = queue
+            queue = []
+            try process(more)
+        }
+    }
+
+    /// Takes the bytes queued behind the read in progress (clearLineBuffer).
+    func takeQueued() -> [UInt8] {
+        defer { queue = [] }
+        return queue
+    }
+}

@@ -123,8 +123,7 @@ final class ModelIntNReceiver {
     var maxLength: Int
     var disconnecting = false
     private var buffer: [UInt8] = []
-    private var queue: [UInt8] = []
-    private var busy = false
+    private let input = ReentrantInput()
 
     init(script: IntNScript, prefixLength: Int, maxLength: Int) {
         self.script = script
@@ -133,18 +132,7 @@ final class ModelIntNReceiver {
     }
 
     func dataReceived(_ data: [UInt8]) throws {
-        if busy {
-            queue += data
-            return
-        }
-        busy = true
-        defer { busy = false }
-        try process(data)
-        while !queue.isEmpty {
-            let more = queue
-            queue = []
-            try process(more)
-        }
+        try input.feed(data) { try process($0) }
     }
 
     private func process(_ data: [UInt8]) throws {

@@ -160,8 +160,7 @@ final class ModelLineReceiver: LineDriven {
     var isDisconnecting = false
     var inLineMode = true
     private var buffer: [UInt8] = []
-    private var queue: [UInt8] = []
-    private var busy = false
+    private let input = ReentrantInput()
 
     func switchToRaw() { inLineMode = false }
     func switchToLine(extra: [UInt8]) throws {
@@ -169,25 +168,14 @@ final class ModelLineReceiver: LineDriven {
         if !extra.isEmpty { try dataReceived(extra) }
     }
     func clearBuffer() -> [UInt8] {
-        defer { buffer = []; queue = [] }
-        return buffer + queue
+        defer { buffer = [] }
+        return buffer + input.takeQueued()
     }
     func lose() { isDisconnecting = true }
     func send(_ line: [UInt8]) {}
 
     func dataReceived(_ data: [UInt8]) throws {
-        if busy {
-            queue += data
-            return
-        }
-        busy = true
-        defer { busy = false }
-        try process(data)
-        while !queue.isEmpty {
-            let more = queue
-            queue = []
-            try process(more)
-        }
+        try input.feed(data) { try process($0) }
     }
 
     private func process(_ data: [UInt8]) throws {

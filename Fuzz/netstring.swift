@@ -86,8 +86,7 @@ final class ModelNetstringReceiver {
     var disconnecting = false
     var broken = false
     private var buffer: [UInt8] = []
-    private var queue: [UInt8] = []
-    private var busy = false
+    private let input = ReentrantInput()
 
     init(script: NetstringScript, maxLength: Int) {
         self.script = script
@@ -98,18 +97,7 @@ final class ModelNetstringReceiver {
 
     func dataReceived(_ data: [UInt8]) throws {
         guard !broken else { return }
-        if busy {
-            queue += data
-            return
-        }
-        busy = true
-        defer { busy = false }
-        try process(data)
-        while !queue.isEmpty, !broken {
-            let more = queue
-            queue = []
-            try process(more)
-        }
+        try input.feed(data, stop: { broken }) { try process($0) }
     }
 
     private func fail() -> Broken {
