@@ -54,7 +54,6 @@ class StreamConnection: HandleOwning, Transport {
     final private var writeShut = false
     final private var readShut = false
 
-
     private final var highWater: Int32 = 64 * 1024
     private final var lowWater: Int32 = 16 * 1024
 
