@@ -52,9 +52,7 @@ enum UVHandle {
     /// `handleDidClose()` from the close callback, which then frees the
     /// memory and drops the handle's reference. Closing twice is harmless.
     static func close<T>(_ handle: UnsafeMutablePointer<T>) {
-        let base = asHandle(handle)
-        guard uv_is_closing(base) == 0 else { return }
-        uv_close(base, handleCloseCallback)
+        close(handle, callback: handleCloseCallback)
     }
 
     /// Starts closing like ``close(_:)``, with a close callback written for
@@ -74,14 +72,23 @@ enum UVHandle {
     /// does, but without a conformance lookup.
     @inline(__always)
     static func finishClose<Owner: HandleOwning>(_ handle: UnsafeMutablePointer<uv_handle_t>?, owner: Owner.Type) {
+        finishClose(handle, as: Owner.self) { $0.handleDidClose() }
+    }
+
+    /// What every close callback does: hands the owner (taking back the
+    /// handle's reference) to `notify`, then frees the handle's memory; the
+    /// reference is dropped on return. A handle never adopted is just freed.
+    @inline(__always)
+    fileprivate static func finishClose<Object: AnyObject>(_ handle: UnsafeMutablePointer<uv_handle_t>?, as _: Object.Type,
+                                                           _ notify: (Object) -> Void) {
         guard let handle else { return }
         guard let data = handle.pointee.data else {
             handle.deallocate()
             return
         }
         handle.pointee.data = nil
-        let object = Unmanaged<Owner>.fromOpaque(data).takeRetainedValue()
-        object.handleDidClose()
+        let object = Unmanaged<Object>.fromOpaque(data).takeRetainedValue()
+        notify(object)
         handle.deallocate()
     }
 
@@ -104,17 +111,8 @@ enum UVHandle {
     }
 }
 
-/// The close callback of every adopted handle.
+/// The close callback of every adopted handle whose owner's class is not
+/// known here (a conformance lookup finds `handleDidClose`).
 private func handleCloseCallback(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
-    guard let handle else { return }
-    guard let data = handle.pointee.data else {
-        // Not adopted (a reactor-internal handle closed with this callback): just free it.
-        handle.deallocate()
-        return
-    }
-    handle.pointee.data = nil
-    let object = Unmanaged<AnyObject>.fromOpaque(data).takeRetainedValue()
-    (object as! HandleOwning).handleDidClose()
-    handle.deallocate()
-    // `object` goes out of scope here: the handle's reference is dropped.
+    UVHandle.finishClose(handle, as: AnyObject.self) { ($0 as! HandleOwning).handleDidClose() }
 }
