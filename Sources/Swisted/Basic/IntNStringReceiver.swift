@@ -36,8 +36,7 @@ open class IntNStringReceiver: Protocol {
 
     /// The partial frame: prefix and payload so far.
     private var partial: [UInt8] = []
-    private var busy = false
-    private var reentrant: [UInt8] = []
+    final var reentry = ReentryQueue()
     private var outgoing: [UInt8] = []
 
     /// A receiver with a 4-byte prefix (what ``Int32StringReceiver`` is).
@@ -54,7 +53,7 @@ open class IntNStringReceiver: Protocol {
     }
 
     /// Bytes kept between reads now (a partial frame); for tests of the bounds.
-    package var bufferedByteCount: Int { partial.count + reentrant.count }
+    package var bufferedByteCount: Int { partial.count + reentry.pending.count }
 
     /// The largest length the prefix can express.
     public var prefixLimit: Int { (1 << (8 * prefixLength)) - 1 }
@@ -63,18 +62,7 @@ open class IntNStringReceiver: Protocol {
     /// - Throws: ``LengthLimitExceededError`` from the default ``lengthLimitExceeded(_:)``,
     ///   and whatever ``stringReceived(_:)`` throws.
     open override func dataReceived(_ data: Span<UInt8>) throws {
-        if busy {
-            data.withUnsafeBufferPointer { reentrant.append(contentsOf: $0) }
-            return
-        }
-        busy = true
-        defer { busy = false }
-        try data.withUnsafeBufferPointer { try parse($0) }
-        while !reentrant.isEmpty {
-            var more: [UInt8] = []
-            swap(&more, &reentrant)
-            try more.withUnsafeBufferPointer { try parse($0) }
-        }
+        try feed(data)
     }
 
     @inline(__always)
@@ -84,7 +72,7 @@ open class IntNStringReceiver: Protocol {
         return length
     }
 
-    private func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
+    final func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
         // Nothing more once the transport is closing, not even bytes a callback
         // queued (re-entry) before it called loseConnection (found by Fuzz/).
         if transport?.disconnecting == true { return }
@@ -200,3 +188,5 @@ open class Int16StringReceiver: IntNStringReceiver {
 open class Int32StringReceiver: IntNStringReceiver {
     public required init() { super.init(prefixLength: 4) }
 }
+
+extension IntNStringReceiver: ReentrantParser {}

@@ -49,38 +49,26 @@ open class LineReceiver: Protocol {
     /// The read being parsed and how far: valid only inside `dataReceived`.
     private var chunk = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
     private var position = 0
-    private var busy = false
-    private var reentrant: [UInt8] = []
+    final var reentry = ReentryQueue()
 
     public required init() { super.init() }
 
     /// Bytes kept between reads now (the partial line); for tests of the bounds.
-    package var bufferedByteCount: Int { lines.partial.count + reentrant.count }
+    package var bufferedByteCount: Int { lines.partial.count + reentry.pending.count }
 
     /// Splits `data` into lines (or passes it on raw); see the class documentation.
     /// - Throws: whatever the callbacks throw, and ``LineTooLongError`` from the default ``lineLengthExceeded(_:)``.
     open override func dataReceived(_ data: Span<UInt8>) throws {
-        if busy {
-            data.withUnsafeBufferPointer { reentrant.append(contentsOf: $0) }
-            return
-        }
-        busy = true
-        defer {
-            busy = false
+        try feed(data)
+    }
+
+    final func parse(_ data: UnsafeBufferPointer<UInt8>) throws {
+        chunk = data
+        position = 0
+        defer {  // the read's memory is not ours after this call
             chunk = UnsafeBufferPointer(start: nil, count: 0)
             position = 0
         }
-        try data.withUnsafeBufferPointer { try parse($0) }
-        while !reentrant.isEmpty {
-            var more: [UInt8] = []
-            swap(&more, &reentrant)
-            try more.withUnsafeBufferPointer { try parse($0) }
-        }
-    }
-
-    private func parse(_ data: UnsafeBufferPointer<UInt8>) throws {
-        chunk = data
-        position = 0
         while position < chunk.count {
             if !lineMode {
                 try deliverRaw()
@@ -208,8 +196,8 @@ open class LineReceiver: Protocol {
             all.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[position...]))
             position = chunk.count
         }
-        all += reentrant
-        reentrant.removeAll()
+        all += reentry.pending
+        reentry.pending.removeAll()
         return all
     }
 
@@ -235,3 +223,5 @@ open class LineReceiver: Protocol {
         lines.send(line, delimiter: delimiter, to: transport)
     }
 }
+
+extension LineReceiver: ReentrantParser {}

@@ -32,34 +32,22 @@ open class NetstringReceiver: Protocol {
     private var length = 0
     private var digits = 0
     private var payload: [UInt8] = []
-    private var busy = false
-    private var reentrant: [UInt8] = []
+    final var reentry = ReentryQueue()
     private var outgoing: [UInt8] = []
 
     public required init() { super.init() }
 
     /// Bytes kept between reads now (a partial payload); for tests of the bounds.
-    package var bufferedByteCount: Int { payload.count + reentrant.count }
+    package var bufferedByteCount: Int { payload.count + reentry.pending.count }
 
     /// Parses netstrings out of `data`.
     /// - Throws: ``NetstringParseError`` for a broken peer, and whatever ``stringReceived(_:)`` throws.
     open override func dataReceived(_ data: Span<UInt8>) throws {
         guard !brokenPeer else { return }
-        if busy {
-            data.withUnsafeBufferPointer { reentrant.append(contentsOf: $0) }
-            return
-        }
-        busy = true
-        defer { busy = false }
-        try data.withUnsafeBufferPointer { try parse($0) }
-        while !reentrant.isEmpty, !brokenPeer {
-            var more: [UInt8] = []
-            swap(&more, &reentrant)
-            try more.withUnsafeBufferPointer { try parse($0) }
-        }
+        try feed(data, stop: { brokenPeer })
     }
 
-    private func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
+    final func parse(_ chunk: UnsafeBufferPointer<UInt8>) throws {
         // Nothing more once the transport is closing, not even bytes a callback
         // queued (re-entry) before it called loseConnection (found by Fuzz/).
         if transport?.disconnecting == true { return }
@@ -123,7 +111,7 @@ open class NetstringReceiver: Protocol {
     private func broken(_ reason: String) -> NetstringParseError {
         brokenPeer = true
         payload = []
-        reentrant = []
+        reentry.pending = []
         return NetstringParseError(reason)
     }
 
@@ -160,3 +148,5 @@ open class NetstringReceiver: Protocol {
         outgoing.withUnsafeBytes { transport.write($0) }
     }
 }
+
+extension NetstringReceiver: ReentrantParser {}
