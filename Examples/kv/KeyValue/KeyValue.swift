@@ -13,6 +13,10 @@
 import Swisted
 
 /// The store. Its executor is the reactor's, so it runs on the reactor thread.
+///
+/// Threading: an actor; from the reactor thread (protocol callbacks) enter it
+/// synchronously with `assumeIsolated`, from anywhere else with `await`.
+/// `execute` throws nothing: a bad command gets an `ERROR ...` reply.
 public actor KeyValueStore {
     public let reactor: Reactor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
@@ -51,6 +55,9 @@ public actor KeyValueStore {
 
 /// One client connection: lines in, replies out, through the store.
 /// On graceful shutdown it says so and closes after the current reply.
+/// A line over 4,096 bytes gets an `ERROR` reply and closes that connection.
+///
+/// Threading: reactor thread only, like every protocol.
 public final class KeyValueProtocol: LineOnlyReceiver, GracefulShutdownAware {
     override public func connectionMade() throws {
         delimiter = Array("\n".utf8)
@@ -79,6 +86,7 @@ public final class KeyValueProtocol: LineOnlyReceiver, GracefulShutdownAware {
 }
 
 /// Builds a ``KeyValueProtocol`` per connection, all sharing one store.
+/// Threading: reactor thread only.
 public final class KeyValueFactory: ServerFactory {
     public let store: KeyValueStore
     public init(store: KeyValueStore) {
@@ -91,7 +99,8 @@ public final class KeyValueFactory: ServerFactory {
 /// command out, one reply line back.
 ///
 /// Threading: use from one task at a time (it is a value holding a read
-/// position); the connection underneath is `Sendable`.
+/// position); the connection underneath is `Sendable`. `connect` and `send`
+/// throw what ``AsyncConnection`` throws (connect errors, `ConnectionLost`).
 public struct KeyValueClient {
     public let connection: AsyncConnection
     private var inbound: AsyncConnection.Inbound.AsyncIterator
