@@ -36,6 +36,7 @@ public protocol IPAddress: Address {
 /// keeps the raw 32-bit address and formats ``host`` when it is read, so
 /// accepting a connection costs no string formatting. Equality and hashing
 /// go by the text, so both forms of one address are equal.
+/// Threading: a value; any thread.
 public struct IPv4Address: IPAddress, Hashable {
     public var type: SocketType
     /// The host as given, or the raw address (network byte order) still to be formatted.
@@ -125,6 +126,7 @@ enum IPv4Host: Sendable {
 
 /// An IPv6 address and port, printed as Twisted prints it:
 /// `IPv6Address(type='TCP', host='::1', port=8000, flowInfo=0, scopeID=0)`.
+/// Threading: a value; any thread.
 public struct IPv6Address: IPAddress, Hashable {
     public var type: SocketType
     public var host: String

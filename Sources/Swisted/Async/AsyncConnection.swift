@@ -188,7 +188,9 @@ public final class AsyncConnection: Sendable {
             AsyncIterator(connection: connection)
         }
 
-        /// Iterates ``AsyncConnection/inbound``.
+        /// Iterates ``AsyncConnection/inbound``. Threading: one task at a time
+        /// (a second waiting task gets ``AsyncConnectionError/concurrentIteration``);
+        /// `next()` throws the connection's loss reason or `CancellationError`.
         public struct AsyncIterator: AsyncIteratorProtocol {
             let connection: AsyncConnection
 

@@ -58,7 +58,9 @@ public final class AsyncListener: AsyncSequence, Sendable {
         AsyncIterator(listener: self)
     }
 
-    /// Iterates an ``AsyncListener``.
+    /// Iterates an ``AsyncListener``. Threading: one task at a time (a second
+    /// waiting task gets ``AsyncConnectionError/concurrentIteration``);
+    /// `next()` throws `CancellationError` if the task is cancelled.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let listener: AsyncListener
 

@@ -26,6 +26,7 @@ public struct CancelledError: Error, Sendable, CustomStringConvertible {
 /// The first error among the Deferreds given to ``gatherResults(_:consumeErrors:fileID:line:)``
 /// or to ``DeferredList(_:fireOnOneErrback:consumeErrors:fileID:line:)`` with
 /// `fireOnOneErrback`: Twisted's `defer.FirstError`.
+/// Threading: it carries `any Error`, so it is not `Sendable`; it arrives on the reactor thread.
 public struct FirstError: Error, CustomStringConvertible {
     /// The error the Deferred at ``index`` failed with.
     public let error: any Error
@@ -44,6 +45,7 @@ public struct FirstError: Error, CustomStringConvertible {
 /// failed (or the list was empty). Twisted's `DeferredList(fireOnOneCallback=True)`
 /// fires with the list of failures instead; in Swift the result type is the
 /// first value, so this case is an error.
+/// Threading: it carries `any Error`, so it is not `Sendable`; it arrives on the reactor thread.
 public struct AllFailedError: Error, CustomStringConvertible {
     /// The errors, in the order of the Deferreds given.
     public let errors: [any Error]
