@@ -176,6 +176,56 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("large reads land in their own arrays (no copy, capacity at most twice the bytes); small reads go back to copying; an idle connection holds no read memory")
+    func readArrays() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
+        let core = server.core
+
+        // 4 MiB streamed: the expected read size grows to the maximum and the
+        // reads are handed over as they landed.
+        let total = 4 * 1024 * 1024
+        let writer = Task {
+            var offset = 0
+            while offset < total {
+                let count = min(64 * 1024, total - offset)
+                try await client.write(pattern(from: offset, count: count))
+                offset += count
+            }
+        }
+        var checker = PatternChecker()
+        var iterator = server.inbound.makeAsyncIterator()
+        var wasteful = 0
+        while checker.received < total, let chunk = try await iterator.next() {
+            checker.check(chunk)
+            if chunk.capacity > 2 * chunk.count, chunk.count >= ConnectionCore.ownArrayReadSize / 2 { wasteful += 1 }
+        }
+        try await writer.value
+        #expect(checker.received == total)
+        #expect(checker.mismatches == 0)
+        #expect(wasteful == 0, "a handed-over chunk's capacity is at most twice its bytes")
+        let large = try await thread.onReactor { (core.uncopiedChunks, core.expectedReadSize, core.holdsReadArray) }
+        #expect(large.0 > 0, "some chunks were the read arrays themselves")
+        #expect(large.1 == ConnectionCore.maxReadSize)
+        #expect(!large.2, "no read array is kept between reads")
+
+        // Then small messages, one at a time: the expected size shrinks below
+        // the own-array threshold (reads land in the reactor's slab again).
+        for index in 0..<24 {
+            let message = pattern(from: index * 100, count: 100)
+            try await client.write(message)
+            #expect(try await iterator.next() == message)
+        }
+        let small = try await thread.onReactor { (core.expectedReadSize, core.holdsReadArray) }
+        #expect(small.0 < ConnectionCore.ownArrayReadSize)
+        #expect(!small.1)
+
+        await client.close()
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
     @Test("write suspends above the high-water mark and returns once the kernel has every byte")
     func writeSuspendsAboveHighWaterMark() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)

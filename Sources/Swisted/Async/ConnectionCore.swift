@@ -20,7 +20,7 @@ final class ConnectionCore: @unchecked Sendable {
     private var connection: StreamConnection?
     private var lostReason: (any Error)?
     /// Bytes handed to the transport's `write` by this API so far.
-    private var submitted = 0
+    @exclusivity(unchecked) private var submitted = 0
     /// Writes waiting to be admitted (the transport is above its high-water
     /// mark), and close requests behind them, in call order.
     private var ops: [Op] = []
@@ -34,6 +34,26 @@ final class ConnectionCore: @unchecked Sendable {
     private var writeShut = false
     private var closeWaiters: [OneShot<Void>] = []
     private var halfCloseWaiters: [OneShot<Void>] = []
+
+    /// The array the next read lands in (``readBuffer()``): count ==
+    /// capacity while armed, empty when none is.
+    /// `@exclusivity(unchecked)`: reactor-thread only, touched by short
+    /// non-reentrant methods (no access overlaps another).
+    @exclusivity(unchecked) private var readArray: [UInt8] = []
+    /// The read size expected next, adapted to the reads seen
+    /// (``adaptReadSize(after:)``).
+    private var readSize = ConnectionCore.minReadSize
+    /// Reads in a row that used less than half of the expected size.
+    private var smallReads = 0
+    /// Chunks that are the read array itself (no copy), for tests.
+    private(set) var uncopiedChunks = 0
+
+    static let minReadSize = 1024
+    static let maxReadSize = 64 * 1024
+    /// From this expected size on, reads land in their own array (no copy);
+    /// below it they land in the reactor's slab and are copied out (a small
+    /// copy costs less than allocating an array before knowing its size).
+    static let ownArrayReadSize = 16 * 1024
 
     enum Op: Sendable {
         case write([UInt8], OneShot<Void>)
@@ -279,10 +299,83 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
+    // MARK: Read memory (reactor thread)
+
+    /// The memory the next read lands in: when large reads are expected
+    /// (``ownArrayReadSize``), an array of ``readSize`` bytes (count set,
+    /// contents not yet written) that becomes the chunk itself when the read
+    /// fills at least half of it (``chunk(of:)``): one allocation, no copy.
+    /// Otherwise none: the read lands in the reactor's slab and is copied.
+    ///
+    /// The pointer escapes `withUnsafeMutableBytes`: valid because the array
+    /// is uniquely referenced by `readArray` and neither copied nor resized
+    /// until the read callback, which runs right after the read, on this thread.
+    func readBuffer() -> UnsafeMutableRawBufferPointer {
+        guard readSize >= ConnectionCore.ownArrayReadSize else {
+            readArray = []
+            return UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        }
+        if readArray.count != readSize {
+            let size = readSize
+            // Uninitialized UInt8s (a trivial type): the kernel writes the
+            // bytes that are kept; the rest is cut off unread.
+            readArray = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
+        }
+        return readArray.withUnsafeMutableBytes { $0 }
+    }
+
+    /// The read into ``readBuffer()``'s memory found nothing (the socket is
+    /// drained): free the array, so an idle connection holds none.
+    func readBufferUnused() {
+        readArray = []
+    }
+
+    /// The received bytes as an array: the read array itself when the bytes
+    /// lie in it and fill at least half of it (so a chunk's capacity is at
+    /// most twice its size), else a copy. Either way the connection keeps no
+    /// read array afterwards (an idle connection holds none).
+    private func chunk(of data: Span<UInt8>) -> [UInt8] {
+        let count = data.count
+        adaptReadSize(after: count)
+        let size = readArray.count
+        guard size > 0, data.withUnsafeBufferPointer({ bytes in
+            readArray.withUnsafeBytes { $0.baseAddress == UnsafeRawPointer(bytes.baseAddress) }
+        }) else { return data.array }
+        guard count * 2 >= size else {
+            // Mostly empty: copy the bytes out (while the array still holds
+            // them), then free the array.
+            let copy = data.array
+            readArray = []
+            return copy
+        }
+        var chunk = readArray
+        readArray = []  // `chunk` is now the only reference: trimming it moves nothing
+        chunk.removeSubrange(count...)  // a count change: nothing moves, capacity stays
+        uncopiedChunks += 1
+        return chunk
+    }
+
+    /// Grows the expected read size at once when a read reached it (there
+    /// may be more), shrinks it after four reads in a row used less than half.
+    private func adaptReadSize(after count: Int) {
+        if count >= readSize {
+            smallReads = 0
+            readSize = min(readSize * 4, ConnectionCore.maxReadSize)
+        } else if count * 2 < readSize {
+            smallReads += 1
+            if smallReads >= 4 {
+                smallReads = 0
+                readSize = max(readSize / 2, ConnectionCore.minReadSize)
+            }
+        } else {
+            smallReads = 0
+        }
+    }
+
     /// `dataReceived` (reactor thread): hand the chunk to a waiting reader or
     /// buffer it; pause reading the socket above the high-water mark.
     func received(_ data: Span<UInt8>) {
-        let chunk = data.array
+        let chunk = chunk(of: data)
         let high = inboundHighWater
         let (reader, pause) = inbound.withLock { state -> (UnsafeContinuation<[UInt8]?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
@@ -348,6 +441,10 @@ final class ConnectionCore: @unchecked Sendable {
 
     // MARK: Test access (reactor thread)
 
+    /// The connection holds a read array (between a read's alloc and read callbacks only).
+    var holdsReadArray: Bool { !readArray.isEmpty }
+    /// The read size expected next.
+    var expectedReadSize: Int { readSize }
     /// Bytes written but not yet with the kernel (0 once lost).
     var transportBufferSize: Int { connection?.bufferSize ?? 0 }
     /// Writes waiting for admission.
@@ -401,6 +498,16 @@ final class AsyncBridge: Protocol, HalfCloseableProtocol {
 
     override func writeDrainProgressed() {
         core?.drainProgressed()
+    }
+
+    override var providesReadBuffers: Bool { core != nil }
+
+    override func readBuffer() -> UnsafeMutableRawBufferPointer {
+        core?.readBuffer() ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    override func readBufferUnused() {
+        core?.readBufferUnused()
     }
 
     override func connectionLost(_ reason: any Error) {

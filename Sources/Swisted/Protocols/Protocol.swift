@@ -74,4 +74,20 @@ open class Protocol {
     /// bridge overrides it to learn when its writes reached the kernel; a
     /// method, not a stored closure, so no connection pays memory for it.
     func writeDrainProgressed() {}
+
+    /// Internal hook: true if this protocol hands its stream transport the
+    /// memory each read lands in (``readBuffer()``) instead of the reactor's
+    /// shared slab. Asked when reading starts. The async API's bridge does,
+    /// so a received chunk becomes the `[UInt8]` it yields with no copy.
+    var providesReadBuffers: Bool { false }
+
+    /// Internal hook (only called when ``providesReadBuffers``): the memory
+    /// the next read lands in. It must stay valid and untouched until the
+    /// read comes back: in ``dataReceived(_:)`` (whose span then lies in it),
+    /// in ``readBufferUnused()``, or not at all if the connection closes.
+    func readBuffer() -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+
+    /// Internal hook: the read into ``readBuffer()``'s memory found nothing
+    /// (the socket was drained).
+    func readBufferUnused() {}
 }

@@ -103,7 +103,11 @@ class StreamConnection: HandleOwning, Transport {
         let wanted = (state == .open || state == .disconnecting) && !readingPaused && !readShut
         guard wanted != reading else { return }
         if wanted {
-            let rc = uv_read_start(stream, streamAllocCallback, streamReadCallback)
+            // A protocol that owns its read buffers (the async bridge) gets
+            // reads in its own memory; every other one shares the reactor's slab.
+            let rc = proto?.providesReadBuffers == true
+                ? uv_read_start(stream, streamOwnBufferAllocCallback, streamOwnBufferReadCallback)
+                : uv_read_start(stream, streamAllocCallback, streamReadCallback)
             if rc < 0 {
                 closeNow(ConnectionLost(UVError(code: rc)))
                 return
@@ -475,6 +479,24 @@ private func streamAllocCallback(_ handle: UnsafeMutablePointer<uv_handle_t>?, _
 
 private func streamReadCallback(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ nread: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
     Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data)._withUnsafeGuaranteedRef {
+        $0.didRead(nread, buffer!.pointee.base)
+    }
+}
+
+/// The alloc callback of a protocol with ``Protocol/providesReadBuffers``:
+/// the read lands in the protocol's memory (the slab if it has none to give).
+private func streamOwnBufferAllocCallback(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
+    let memory = Unmanaged<StreamConnection>.fromOpaque(handle!.pointee.data)._withUnsafeGuaranteedRef { $0.proto?.readBuffer() }
+    guard let memory, let base = memory.baseAddress, memory.count > 0 else {
+        streamAllocCallback(handle, suggested, buffer)
+        return
+    }
+    buffer!.pointee = uv_buf_t(base: base.assumingMemoryBound(to: CChar.self), len: memory.count)
+}
+
+private func streamOwnBufferReadCallback(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ nread: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
+    Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data)._withUnsafeGuaranteedRef {
+        if nread <= 0 { $0.proto?.readBufferUnused() }
         $0.didRead(nread, buffer!.pointee.base)
     }
 }
