@@ -133,6 +133,29 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("an actor on the reactor's executor, in a task that prefers the reactor: 1,000 echo round trips with no job from another thread")
+    func actorOnReactorExecutor() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
+        let before = try await thread.onReactor { reactor.crossThreadExecutorJobs }
+
+        let pinger = Pinger(reactor: reactor)
+        // Without the preference, each resumption after a suspension would go
+        // through the global executor first (see the README).
+        let rounds = try await Task(executorPreference: reactor) { try await pinger.ping(client, rounds: 1000) }.value
+        #expect(rounds == 1000)
+        let after = try await thread.onReactor { reactor.crossThreadExecutorJobs }
+        #expect(after - before <= 2, "only the test's own entry and exit cross threads, not the 2,000 awaits")
+
+        await client.close()
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
     func slowConsumer() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
@@ -651,5 +674,30 @@ final class HangingResolver: NameResolver, @unchecked Sendable {
                          completion: @escaping (Result<[String], any Error>) -> Void) -> (any HostResolution)? {
         asked.withLock { $0 = true }
         return Lookup(cancelled)
+    }
+}
+
+/// An actor on the reactor's executor that runs echo round trips.
+actor Pinger {
+    let reactor: Reactor
+    nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+
+    init(reactor: Reactor) {
+        self.reactor = reactor
+    }
+
+    /// `rounds` two-byte round trips over `connection`; how many came back right.
+    func ping(_ connection: AsyncConnection, rounds: Int) async throws -> Int {
+        var iterator = connection.inbound.makeAsyncIterator()
+        var good = 0
+        for round in 0..<rounds {
+            reactor.preconditionIsolated()
+            let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
+            try await connection.write(message)
+            var reply: [UInt8] = []
+            while reply.count < message.count, let chunk = try await iterator.next(isolation: self) { reply += chunk }
+            if reply == message { good += 1 }
+        }
+        return good
     }
 }

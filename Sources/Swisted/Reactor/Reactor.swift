@@ -428,12 +428,18 @@ public final class Reactor: @unchecked Sendable {
             case .call(let function):
                 do { try function() } catch { logError("Unhandled error in callFromThread: \(error)") }
             case .job(let job):
+                crossThreadExecutorJobs += 1
                 runJob(job)
             }
         }
         jobs.removeAll(keepingCapacity: true)
         spareJobs = jobs
     }
+
+    /// Swift concurrency jobs that reached the reactor from another thread
+    /// (a task coming back from the global pool, say), since it was made.
+    /// Reactor thread. For tests: a hop-free path keeps it still.
+    package private(set) var crossThreadExecutorJobs = 0
 
     /// True only on the thread inside ``run(installSignalHandlers:)``.
     var isRunningOnCurrentThread: Bool {
