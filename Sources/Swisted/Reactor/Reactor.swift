@@ -59,6 +59,12 @@ public final class Reactor: @unchecked Sendable {
     /// so one slab serves every connection.
     let readSlab: UnsafeMutableRawPointer
     static let readSlabSize = 64 * 1024
+    /// One read array of the async layer that a read did not use (the socket
+    /// was drained), kept for the next connection that reads into its own
+    /// array (``ConnectionCore/readBuffer()``): at most one per reactor, so
+    /// idle connections hold none and a large read does not allocate twice.
+    /// Reactor thread only.
+    var spareReadArray: [UInt8] = []
 
     let crossThreadJobs = CrossThreadQueue()
     private var spareJobs: [CrossThreadQueue.Job] = []
