@@ -77,6 +77,14 @@ if withSwisted {
             path: "Sources/swisted-async-echo"
         )
     )
+    // The same echo with its loops isolated to an actor on the reactor's executor.
+    targets.append(
+        .executableTarget(
+            name: "swisted-actor-echo",
+            dependencies: [.product(name: "Swisted", package: "swisted")],
+            path: "Sources/swisted-actor-echo"
+        )
+    )
     // Reactor microbenchmarks: callLater+cancel, callFromThread.
     targets.append(
         .executableTarget(

@@ -49,10 +49,11 @@ BASELINE = "uv-echo"        # ratios are relative to this one (the floor)
 # swisted-async-echo by callgrind. Adding one is one line here plus its name in ASYNC_TABLE.
 ASYNC_SERVERS = [
     ("swisted-async-echo", "swisted-async-echo"),
+    ("swisted-actor-echo", "swisted-actor-echo"),
     ("nio-async-echo", "nio-async-echo"),
 ]
 ASYNC_BASELINE = "swisted-echo"
-ASYNC_TABLE = ["swisted-echo", "swisted-async-echo", "nio-async-echo", "nio-echo"]
+ASYNC_TABLE = ["swisted-echo", "swisted-async-echo", "swisted-actor-echo", "nio-async-echo", "nio-echo"]
 LOADGEN = "echo-load"
 # Reactor microbenchmarks (not servers): product per event-loop library.
 MICROS = [("swisted", "swisted-micro"), ("nio", "nio-micro")]

@@ -1,0 +1,103 @@
+// swisted-actor-echo: the async echo (swisted-async-echo) with its loops
+// isolated to an actor whose executor is the reactor, as an actor-based
+// service would write it: `for try await chunk in connection.inbound` and
+// `try await connection.write(chunk)` inside an actor method. The tasks prefer
+// the reactor as executor (`addTask(executorPreference: reactor)`): without
+// that, Swift resumes a task after each suspension on the global pool first,
+// a thread hop per await (see the README, "Using Swisted from async code").
+//
+//   swisted-actor-echo --port N [--host 127.0.0.1]
+//
+// Prints "listening on PORT" once listening (port 0 = ephemeral), serves until
+// SIGINT/SIGTERM (reactor.run(installSignalHandlers: true) returns), exits 0.
+import Swisted
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Writes to stderr (the C `stderr` global is not usable in Swift 6 mode).
+func eprint(_ message: String) {
+    var m = message + "\n"
+    m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+func usage() -> Never {
+    eprint("usage: swisted-actor-echo --port N [--host 127.0.0.1]")
+    exit(2)
+}
+
+/// The echo, isolated to an actor whose executor is the reactor: every
+/// `await` below stays on the reactor thread (no thread hop); resuming after a
+/// suspension is a job on the reactor as task executor, then one more to
+/// re-enter the actor.
+actor Echo {
+    let reactor: Reactor
+    nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+
+    init(reactor: Reactor) {
+        self.reactor = reactor
+    }
+
+    /// Accepts connections and echoes each one in a child task, until the reactor stops.
+    func serve(port: Int, host: String) async {
+        let listener: AsyncListener
+        do {
+            // The same listen backlog as the other servers (Swisted defaults to Twisted's 50).
+            listener = try await reactor.listen(port: port, interface: host, backlog: 4096)
+        } catch {
+            eprint("swisted-actor-echo: cannot listen: \(error)")
+            exit(1)
+        }
+        print("listening on \(listener.port)")
+        fflush(nil)
+        await withDiscardingTaskGroup { connections in
+            do {
+                for try await connection in listener {
+                    connections.addTask(executorPreference: reactor) { await self.echo(connection) }
+                }
+            } catch {
+                eprint("swisted-actor-echo: accept loop ended: \(error)")
+            }
+        }
+    }
+
+    /// Writes back every chunk the connection receives, then closes it.
+    func echo(_ connection: AsyncConnection) async {
+        do {
+            for try await chunk in connection.inbound {
+                try await connection.write(chunk)
+            }
+        } catch {
+            // The peer went away uncleanly: nothing to echo any more.
+        }
+        await connection.close()
+    }
+}
+
+func main() throws {
+    var host = "127.0.0.1"
+    var portNumber: Int? = nil
+    var args = CommandLine.arguments.dropFirst()
+    while let a = args.popFirst() {
+        switch a {
+        case "--port": guard let v = args.popFirst(), let p = Int(v) else { usage() }; portNumber = p
+        case "--host": guard let v = args.popFirst() else { usage() }; host = v
+        default: usage()
+        }
+    }
+    guard let portNumber else { usage() }
+
+    let reactor = Reactor()
+    // The task starts once the reactor runs (its jobs wait until then).
+    let echo = Echo(reactor: reactor)
+    Task(executorPreference: reactor) {
+        await echo.serve(port: portNumber, host: host)
+    }
+    try reactor.run(installSignalHandlers: true)
+}
+
+try main()
+exit(0)
