@@ -19,6 +19,11 @@ var dependencies: [Package.Dependency] = [
 ]
 
 var targets: [Target] = [
+    // The Swift echo servers' shared command line and stderr output.
+    .target(
+        name: "EchoServerCommon",
+        path: "Sources/EchoServerCommon"
+    ),
     // Plain C on libuv: the floor.
     .executableTarget(
         name: "uv-echo",
@@ -35,6 +40,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "nio-echo",
         dependencies: [
+            "EchoServerCommon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ],
@@ -44,6 +50,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "nio-async-echo",
         dependencies: [
+            "EchoServerCommon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ],
@@ -65,7 +72,7 @@ if withSwisted {
     targets.append(
         .executableTarget(
             name: "swisted-echo",
-            dependencies: [.product(name: "Swisted", package: "swisted")],
+            dependencies: ["EchoServerCommon", .product(name: "Swisted", package: "swisted")],
             path: "Sources/swisted-echo"
         )
     )
@@ -73,7 +80,7 @@ if withSwisted {
     targets.append(
         .executableTarget(
             name: "swisted-async-echo",
-            dependencies: [.product(name: "Swisted", package: "swisted")],
+            dependencies: ["EchoServerCommon", .product(name: "Swisted", package: "swisted")],
             path: "Sources/swisted-async-echo"
         )
     )
@@ -81,7 +88,7 @@ if withSwisted {
     targets.append(
         .executableTarget(
             name: "swisted-actor-echo",
-            dependencies: [.product(name: "Swisted", package: "swisted")],
+            dependencies: ["EchoServerCommon", .product(name: "Swisted", package: "swisted")],
             path: "Sources/swisted-actor-echo"
         )
     )

@@ -38,6 +38,16 @@ func read(_ connection: AsyncConnection, count: Int) async throws -> [UInt8] {
     return bytes
 }
 
+/// Writes `total` bytes of the test pattern to `connection`, 64 KiB per write.
+func writePattern(to connection: AsyncConnection, total: Int) async throws {
+    var offset = 0
+    while offset < total {
+        let count = min(64 * 1024, total - offset)
+        try await connection.write(pattern(from: offset, count: count))
+        offset += count
+    }
+}
+
 /// Reads until the inbound sequence ends.
 func readToEnd(_ connection: AsyncConnection) async throws -> [UInt8] {
     var bytes: [UInt8] = []
@@ -164,12 +174,7 @@ struct AsyncConnectionTests {
 
         let total = 8 * 1024 * 1024
         let writer = Task {
-            var offset = 0
-            while offset < total {
-                let count = min(64 * 1024, total - offset)
-                try await client.write(pattern(from: offset, count: count))
-                offset += count
-            }
+            try await writePattern(to: client, total: total)
             await client.close()
         }
 
@@ -208,14 +213,7 @@ struct AsyncConnectionTests {
         // 4 MiB streamed: the expected read size grows to the maximum and the
         // reads are handed over as they landed.
         let total = 4 * 1024 * 1024
-        let writer = Task {
-            var offset = 0
-            while offset < total {
-                let count = min(64 * 1024, total - offset)
-                try await client.write(pattern(from: offset, count: count))
-                offset += count
-            }
-        }
+        let writer = Task { try await writePattern(to: client, total: total) }
         var checker = PatternChecker()
         var iterator = server.inbound.makeAsyncIterator()
         var wasteful = 0

@@ -8,31 +8,14 @@
 import NIOCore
 import NIOPosix
 
+import EchoServerCommon
 #if canImport(Glibc)
 import Glibc
 #endif
 
-func eprint(_ message: String) {
-    var m = message + "\n"
-    m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-func usage() -> Never {
-    eprint("usage: nio-async-echo --port N [--host 127.0.0.1]")
-    exit(2)
-}
-
-var host = "127.0.0.1"
-var port: Int? = nil
-var args = CommandLine.arguments.dropFirst()
-while let a = args.popFirst() {
-    switch a {
-    case "--port": guard let v = args.popFirst(), let p = Int(v) else { usage() }; port = p
-    case "--host": guard let v = args.popFirst() else { usage() }; host = v
-    default: usage()
-    }
-}
-guard let listenPort = port else { usage() }
+let arguments = ServerArguments.parse(program: "nio-async-echo")
+let host = arguments.host
+let listenPort = arguments.port
 
 // SIGINT/SIGTERM end the process with status 0. A handler rather than a
 // sigwait thread: blocking the signals on the main thread did not cover the

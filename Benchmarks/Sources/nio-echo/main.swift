@@ -7,6 +7,7 @@
 import NIOCore
 import NIOPosix
 
+import EchoServerCommon
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -31,28 +32,9 @@ private final class EchoHandler: ChannelInboundHandler {
     }
 }
 
-/// Writes to stderr (the C `stderr` global is not usable in Swift 6 mode).
-func eprint(_ message: String) {
-    var m = message + "\n"
-    m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-func usage() -> Never {
-    eprint("usage: nio-echo --port N [--host 127.0.0.1]")
-    exit(2)
-}
-
-var host = "127.0.0.1"
-var port: Int? = nil
-var args = CommandLine.arguments.dropFirst()
-while let a = args.popFirst() {
-    switch a {
-    case "--port": guard let v = args.popFirst(), let p = Int(v) else { usage() }; port = p
-    case "--host": guard let v = args.popFirst() else { usage() }; host = v
-    default: usage()
-    }
-}
-guard let port else { usage() }
+let arguments = ServerArguments.parse(program: "nio-echo")
+let host = arguments.host
+let port = arguments.port
 
 // SIGINT/SIGTERM: blocked here, before any thread exists (threads inherit the
 // mask), and taken with sigwait() on the main thread below. (A DispatchSource

@@ -12,22 +12,12 @@
 // SIGINT/SIGTERM (reactor.run(installSignalHandlers: true) returns), exits 0.
 import Swisted
 
+import EchoServerCommon
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-
-/// Writes to stderr (the C `stderr` global is not usable in Swift 6 mode).
-func eprint(_ message: String) {
-    var m = message + "\n"
-    m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-func usage() -> Never {
-    eprint("usage: swisted-actor-echo --port N [--host 127.0.0.1]")
-    exit(2)
-}
 
 /// The echo, isolated to an actor whose executor is the reactor: every
 /// `await` below stays on the reactor thread (no thread hop); resuming after a
@@ -78,17 +68,9 @@ actor Echo {
 }
 
 func main() throws {
-    var host = "127.0.0.1"
-    var portNumber: Int? = nil
-    var args = CommandLine.arguments.dropFirst()
-    while let a = args.popFirst() {
-        switch a {
-        case "--port": guard let v = args.popFirst(), let p = Int(v) else { usage() }; portNumber = p
-        case "--host": guard let v = args.popFirst() else { usage() }; host = v
-        default: usage()
-        }
-    }
-    guard let portNumber else { usage() }
+    let arguments = ServerArguments.parse(program: "swisted-actor-echo")
+    let host = arguments.host
+    let portNumber = arguments.port
 
     let reactor = Reactor()
     // The task starts once the reactor runs (its jobs wait until then).

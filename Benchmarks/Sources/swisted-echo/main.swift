@@ -6,6 +6,7 @@
 // SIGINT/SIGTERM (reactor.run(installSignalHandlers: true) returns), exits 0.
 import Swisted
 
+import EchoServerCommon
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -16,28 +17,9 @@ final class Echo: Protocol {
     override func dataReceived(_ data: Span<UInt8>) throws { transport!.write(data) }
 }
 
-/// Writes to stderr (the C `stderr` global is not usable in Swift 6 mode).
-func eprint(_ message: String) {
-    var m = message + "\n"
-    m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-func usage() -> Never {
-    eprint("usage: swisted-echo --port N [--host 127.0.0.1]")
-    exit(2)
-}
-
-var host = "127.0.0.1"
-var portNumber: Int? = nil
-var args = CommandLine.arguments.dropFirst()
-while let a = args.popFirst() {
-    switch a {
-    case "--port": guard let v = args.popFirst(), let p = Int(v) else { usage() }; portNumber = p
-    case "--host": guard let v = args.popFirst() else { usage() }; host = v
-    default: usage()
-    }
-}
-guard let portNumber else { usage() }
+let arguments = ServerArguments.parse(program: "swisted-echo")
+let host = arguments.host
+let portNumber = arguments.port
 
 let reactor = Reactor()
 // The same listen backlog as uv-echo and nio-echo (Swisted defaults to Twisted's 50,
