@@ -492,7 +492,9 @@ struct TCPReentrancyTests {
             probe.onMade = { probe in
                 probe.transport!.write(blob)  // the raw peer never reads
                 probe.transport!.loseConnection()
-                reactor.callLater(0.05) {
+                // Next loop round: the kernel has taken what it can (the
+                // peer's small receive buffer bounds it), the rest is pending.
+                reactor.callLater(0) {
                     pendingAtStop = probe.transport!.bufferSize
                     try reactor.stop()
                 }
@@ -500,7 +502,11 @@ struct TCPReentrancyTests {
             return probe
         }
         let port = try reactor.listenTCP(0, server, interface: "127.0.0.1")
-        reactor.callWhenRunning { rawClient = Raw.connect(port: port.portNumber) }
+        reactor.callWhenRunning {
+            let fd = Raw.tcpSocket()
+            Raw.setReceiveBuffer(fd, bytes: 4096)  // before connect: the window stays small
+            rawClient = Raw.connect(fd, port: port.portNumber)
+        }
         try runReactor(reactor)
         if rawClient >= 0 { close(rawClient) }
 

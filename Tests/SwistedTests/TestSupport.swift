@@ -238,9 +238,10 @@ func ipv6LoopbackAvailable() -> Bool {
 // MARK: Raw POSIX sockets (loopback only)
 
 enum Raw {
-    /// A blocking IPv4 TCP socket.
+    /// A blocking IPv4 TCP socket, closed on exec (child processes the tests
+    /// start must not inherit it).
     static func tcpSocket() -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         precondition(fd >= 0, "socket() failed: errno \(errno)")
         return fd
     }

@@ -34,6 +34,12 @@ import Glibc
 /// Nonisolated async code in such a task (the async connection API, say)
 /// runs on the reactor thread *as nonisolated code*: calling from it into
 /// nonisolated async functions makes no hop; only entering an actor does.
+///
+/// Give the reactor as executor preference also to tasks that run an
+/// actor's async code on it: Swift resumes a suspended task on its preferred
+/// executor, or on the global pool if it has none, before returning to the
+/// actor, so without the preference every await that suspends (waiting for
+/// data, say) is a hop to a pool thread and back.
 /// (Internally, actor jobs reach the reactor through a separate serial
 /// executor object, ``asUnownedSerialExecutor()``, so the reactor can run
 /// each job in the context it was enqueued for.)
