@@ -13,6 +13,19 @@ struct LineOnlyReceiverTests {
         #expect(proto.lines == [bytes("a"), [], bytes("bc\r")])
     }
 
+    @Test("a delimiter changed between reads splits the kept bytes too, as Twisted does")
+    func delimiterChangedBetweenReads() throws {
+        let proto = LineOnlyRecorder()
+        try attach(proto)
+        try proto.receive(bytes("one\r\ntwo|three|fo"))  // "two|three|fo" is kept under \r\n
+        proto.delimiter = bytes("|")                         // changed from outside a callback (a timer, say)
+        try proto.receive(bytes("ur|"))
+        #expect(proto.lines == [bytes("one"), bytes("two"), bytes("three"), bytes("four")])
+        proto.delimiter = bytes("\r\n")                      // and back, with nothing kept: no effect
+        try proto.receive(bytes("five\r\n"))
+        #expect(proto.lines.last == bytes("five"))
+    }
+
     @Test("maxLength bytes are accepted, one more throws LineTooLongError", arguments: [1, 1000])
     func limits(chunkSize: Int) throws {
         let proto = LineOnlyRecorder()

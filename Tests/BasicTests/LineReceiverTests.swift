@@ -25,6 +25,16 @@ struct LineReceiverTests {
         #expect(proto.strings == ["one", "two\r", "three", "\n"])
     }
 
+    @Test("a delimiter changed between reads splits the kept bytes too, as Twisted does", arguments: [1, 1000])
+    func delimiterChangedBetweenReads(chunkSize: Int) throws {
+        let proto = LineRecorder()
+        try attach(proto)
+        try proto.receive(bytes("one\r\ntwo<END>three<E"), chunkSize: chunkSize)
+        proto.delimiter = bytes("<END>")  // changed from outside a callback (a timer, say)
+        try proto.receive(bytes("ND>four\r\n<END>"), chunkSize: chunkSize)
+        #expect(proto.strings == ["one", "two", "three", "four\r\n"])
+    }
+
     @Test("a custom multi-byte delimiter works across reads")
     func customDelimiter() throws {
         let proto = LineRecorder()

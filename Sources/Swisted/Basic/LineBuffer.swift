@@ -8,6 +8,8 @@ import Glibc
 /// `maxLength + delimiter.count - 1` bytes are ever kept.
 struct LineBuffer {
     var partial: [UInt8] = []
+    /// The delimiter `partial` was kept under (see ``rejoinIfDelimiterChanged(_:chunk:)``).
+    private var partialDelimiter: [UInt8] = []
     /// Scratch for an outgoing line and its delimiter (reused: one write, no allocation per line).
     private var outgoing: [UInt8] = []
 
@@ -99,6 +101,23 @@ struct LineBuffer {
         all.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[start...]))
         partial.removeAll(keepingCapacity: true)
         return all
+    }
+
+    /// A read ended: remembers the delimiter the partial line was kept under.
+    mutating func readEnded(delimiter: [UInt8]) {
+        if !partial.isEmpty { partialDelimiter = delimiter }
+    }
+
+    /// Twisted splits its whole buffer with the current delimiter on every
+    /// read, so a delimiter changed between reads (from a timer, say) applies
+    /// to the kept bytes too: if `delimiter` is not the one `partial` was kept
+    /// under, returns the kept bytes followed by `chunk`, to be parsed as one
+    /// read (`partial` is emptied); otherwise nil, and nothing changes.
+    mutating func rejoinIfDelimiterChanged(_ delimiter: [UInt8], chunk: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard !partial.isEmpty, partialDelimiter != delimiter else { return nil }
+        var joined = takeLine()
+        joined.append(contentsOf: chunk)
+        return joined
     }
 
     /// Moves the completed line out of `partial` (so a callback may use the receiver freely).

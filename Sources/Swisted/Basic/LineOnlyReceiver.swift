@@ -13,7 +13,9 @@
 ///
 /// Threading: reactor thread only.
 open class LineOnlyReceiver: Protocol {
-    /// The line delimiter, `\r\n` by default. Must not be empty.
+    /// The line delimiter, `\r\n` by default. Must not be empty. A change made
+    /// inside a callback applies from the next read on, and then, as in
+    /// Twisted, to the bytes kept from earlier reads too (split anew with it).
     public var delimiter: [UInt8] = Array("\r\n".utf8)
 
     /// The longest line accepted, in bytes, delimiter not counted.
@@ -31,10 +33,15 @@ open class LineOnlyReceiver: Protocol {
     open override func dataReceived(_ data: Span<UInt8>) throws {
         let delimiter = self.delimiter  // a local copy: callbacks may change the property
         try data.withUnsafeBufferPointer { chunk in
-            try delimiter.withUnsafeBufferPointer { delimiter in
-                try parse(chunk, delimiter)
+            try delimiter.withUnsafeBufferPointer { splitter in
+                if let joined = lines.rejoinIfDelimiterChanged(delimiter, chunk: chunk) {
+                    try joined.withUnsafeBufferPointer { try parse($0, splitter) }
+                } else {
+                    try parse(chunk, splitter)
+                }
             }
         }
+        lines.readEnded(delimiter: delimiter)
     }
 
     private func parse(_ chunk: UnsafeBufferPointer<UInt8>, _ delimiter: UnsafeBufferPointer<UInt8>) throws {

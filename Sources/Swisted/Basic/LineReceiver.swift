@@ -37,6 +37,8 @@
 /// Threading: reactor thread only, like every protocol.
 open class LineReceiver: Protocol {
     /// The line delimiter, `\r\n` by default (Twisted's default). Must not be empty.
+    /// A change applies to the rest of the read being parsed and, as in
+    /// Twisted, to the bytes kept from earlier reads (split anew with it).
     public var delimiter: [UInt8] = Array("\r\n".utf8)
 
     /// The longest line accepted, in bytes, delimiter not counted (Twisted's `MAX_LENGTH`).
@@ -63,6 +65,15 @@ open class LineReceiver: Protocol {
     }
 
     final func parse(_ data: UnsafeBufferPointer<UInt8>) throws {
+        if let joined = lines.rejoinIfDelimiterChanged(delimiter, chunk: data) {
+            try joined.withUnsafeBufferPointer { try parseRead($0) }
+        } else {
+            try parseRead(data)
+        }
+        lines.readEnded(delimiter: delimiter)
+    }
+
+    private func parseRead(_ data: UnsafeBufferPointer<UInt8>) throws {
         chunk = data
         position = 0
         defer {  // the read's memory is not ours after this call
