@@ -1,5 +1,3 @@
-import Synchronization
-
 // The bridges between Deferreds and Swift concurrency.
 //
 // `await deferred.value` runs on the caller's own executor (it is
@@ -27,7 +25,7 @@ private final class AwaitSignal: Sendable {
         case done
     }
 
-    private let state = Mutex(State.idle)
+    private let state = Locked(State.idle)
 
     func install(_ continuation: CheckedContinuation<Wakeup, Never>) {
         let early: Wakeup? = state.withLock { state in

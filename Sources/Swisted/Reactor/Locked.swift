@@ -1,7 +1,8 @@
 import Glibc
 
 /// State shared between threads, behind a pthread mutex: the one lock type
-/// of Swisted (the cross-thread job queue, the async layer, ``Latch``).
+/// of Swisted (the cross-thread job queue, the async layer, the Deferred
+/// await bridge, ``SwistedLog``, ``Latch``).
 ///
 /// A pthread mutex rather than the standard library's `Synchronization.Mutex`:
 /// ThreadSanitizer intercepts pthread locks, but not the precompiled futex
