@@ -234,3 +234,44 @@ final class ReentrantInput {
         return queue
     }
 }
+
+/// The script of a length-framed receiver's target (netstrings, IntN): records
+/// each string delivered, checks it, and says what the callback does next,
+/// cycling through the header's ops. `frame` frames a string the way the
+/// receiver under test reads it (for the re-injection op).
+class StringScript {
+    let ops: [(kind: UInt8, arg: UInt8)]
+    let frame: ([UInt8]) -> [UInt8]
+    var events: [Event] = []
+    var count = 0
+    var injections = 0
+
+    init(ops: [(kind: UInt8, arg: UInt8)], frame: @escaping ([UInt8]) -> [UInt8]) {
+        self.ops = ops
+        self.frame = frame
+    }
+
+    /// What the callback should do after recording `string`.
+    enum Action { case none, lose, send, inject([UInt8]), limit(Int) }
+
+    func string(_ string: [UInt8], maxLength: Int, disconnecting: Bool) -> Action {
+        check(!disconnecting, "a string was delivered while disconnecting: \(show(string))")
+        check(string.count <= maxLength, "string of \(string.count) > maxLength \(maxLength)")
+        record(&events, .string(string))
+        let number = count
+        count += 1
+        guard !ops.isEmpty else { return .none }
+        let op = ops[number % ops.count]
+        switch op.kind % 5 {
+        case 1: return .lose
+        case 2: return .send
+        case 3:
+            guard injections < 8 else { return .none }
+            injections += 1
+            // The string framed again (an IntN prefix may wrap), or its bare bytes (likely broken).
+            return .inject(op.arg % 2 == 0 ? frame(string) : string)
+        case 4: return .limit(maxLengthChoices[Int(op.arg) % maxLengthChoices.count])
+        default: return .none
+        }
+    }
+}

@@ -14,39 +14,14 @@
 import Swisted
 import SwistedTesting
 
-final class IntNScript {
-    let ops: [(kind: UInt8, arg: UInt8)]
+/// The IntN target's script: re-injects strings with a `prefixLength`-byte
+/// prefix, and says how a length over the limit is handled.
+final class IntNScript: StringScript {
     let onTooLong: Int
-    var events: [Event] = []
-    var count = 0
-    var injections = 0
 
-    init(ops: [(kind: UInt8, arg: UInt8)], onTooLong: Int) {
-        self.ops = ops
+    init(ops: [(kind: UInt8, arg: UInt8)], prefixLength: Int, onTooLong: Int) {
         self.onTooLong = onTooLong
-    }
-
-    enum Action { case none, lose, send, inject([UInt8]), limit(Int) }
-
-    func string(_ string: [UInt8], prefixLength: Int, maxLength: Int, disconnecting: Bool) -> Action {
-        check(!disconnecting, "a string was delivered while disconnecting: \(show(string))")
-        check(string.count <= maxLength, "string of \(string.count) > maxLength \(maxLength)")
-        record(&events, .string(string))
-        let number = count
-        count += 1
-        guard !ops.isEmpty else { return .none }
-        let op = ops[number % ops.count]
-        switch op.kind % 5 {
-        case 1: return .lose
-        case 2: return .send
-        case 3:
-            guard injections < 8 else { return .none }
-            injections += 1
-            // The string framed again (the prefix may wrap), or its bare bytes.
-            return .inject(op.arg % 2 == 0 ? frame(string, prefixLength: prefixLength) : string)
-        case 4: return .limit(maxLengthChoices[Int(op.arg) % maxLengthChoices.count])
-        default: return .none
-        }
+        super.init(ops: ops) { prefixed($0, prefixLength: prefixLength) }
     }
 
     /// Returns true when the default (throwing) handling is wanted; `lose` for the third way.
@@ -61,7 +36,7 @@ final class IntNScript {
 }
 
 /// `bytes` with a big-endian length prefix of `prefixLength` bytes (truncated if it does not fit).
-func frame(_ bytes: [UInt8], prefixLength: Int) -> [UInt8] {
+func prefixed(_ bytes: [UInt8], prefixLength: Int) -> [UInt8] {
     var out: [UInt8] = []
     for index in stride(from: prefixLength - 1, through: 0, by: -1) {
         out.append(UInt8(truncatingIfNeeded: bytes.count >> (8 * index)))
@@ -80,7 +55,7 @@ final class FuzzIntNReceiver: IntNStringReceiver {
     override func stringReceived(_ string: Span<UInt8>) throws {
         check(!lost, "stringReceived after connectionLost")
         let bytes = string.withUnsafeBufferPointer { Array($0) }
-        switch script.string(bytes, prefixLength: prefixLength, maxLength: maxLength,
+        switch script.string(bytes, maxLength: maxLength,
                              disconnecting: transport?.disconnecting ?? true) {
         case .none: break
         case .lose: transport?.loseConnection()
@@ -90,7 +65,7 @@ final class FuzzIntNReceiver: IntNStringReceiver {
             do {
                 try sendString(bytes)
                 check(bytes.count <= limit, "sendString accepted \(bytes.count) bytes over the limit \(limit)")
-                let expected = fuzzTransport.disconnecting ? before : before + frame(bytes, prefixLength: prefixLength)
+                let expected = fuzzTransport.disconnecting ? before : before + prefixed(bytes, prefixLength: prefixLength)
                 check(fuzzTransport.value() == expected, "sendString wrote \(show(fuzzTransport.value())), expected \(show(expected))")
             } catch {
                 check(bytes.count > limit, "sendString refused \(bytes.count) bytes, the limit is \(limit)")
@@ -150,7 +125,7 @@ final class ModelIntNReceiver {
             guard buffer.count >= prefixLength + length else { return }
             let string = Array(buffer[prefixLength..<prefixLength + length])
             buffer.removeFirst(prefixLength + length)
-            switch script.string(string, prefixLength: prefixLength, maxLength: maxLength, disconnecting: disconnecting) {
+            switch script.string(string, maxLength: maxLength, disconnecting: disconnecting) {
             case .none, .send: break
             case .lose: disconnecting = true
             case .inject(let extra): try dataReceived(extra)
@@ -179,14 +154,14 @@ public func fuzzIntN(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
           && Int32StringReceiver().prefixLength == 4, "the width of an IntN class")
     let real = FuzzIntNReceiver(prefix: prefixLength)
     real.maxLength = maxLength
-    real.script = IntNScript(ops: ops, onTooLong: onTooLong)
+    real.script = IntNScript(ops: ops, prefixLength: prefixLength, onTooLong: onTooLong)
     if let error = drive(real, FuzzTransport(), stream, plan) {
         check(error is LengthLimitExceededError, "unexpected error \(error)")
         record(&real.script.events, .failed("\(error)"))
     }
     check(real.lost, "connectionLost was not called")
 
-    let modelScript = IntNScript(ops: ops, onTooLong: onTooLong)
+    let modelScript = IntNScript(ops: ops, prefixLength: prefixLength, onTooLong: onTooLong)
     let model = ModelIntNReceiver(script: modelScript, prefixLength: prefixLength, maxLength: maxLength)
     if let error = driveModel(stream, plan, disconnecting: { model.disconnecting }, receive: model.dataReceived) {
         record(&modelScript.events, .failed("\(error)"))

@@ -12,37 +12,9 @@
 import Swisted
 import SwistedTesting
 
-final class NetstringScript {
-    let ops: [(kind: UInt8, arg: UInt8)]
-    var events: [Event] = []
-    var count = 0
-    var injections = 0
-
-    init(ops: [(kind: UInt8, arg: UInt8)]) { self.ops = ops }
-
-    /// What the callback should do after recording `string`.
-    enum Action { case none, lose, send, inject([UInt8]), limit(Int) }
-
-    func string(_ string: [UInt8], maxLength: Int, disconnecting: Bool) -> Action {
-        check(!disconnecting, "a string was delivered while disconnecting: \(show(string))")
-        check(string.count <= maxLength, "string of \(string.count) > maxLength \(maxLength)")
-        record(&events, .string(string))
-        let number = count
-        count += 1
-        guard !ops.isEmpty else { return .none }
-        let op = ops[number % ops.count]
-        switch op.kind % 5 {
-        case 1: return .lose
-        case 2: return .send
-        case 3:
-            guard injections < 8 else { return .none }
-            injections += 1
-            // The string again as a netstring, or its bare bytes (likely broken).
-            return .inject(op.arg % 2 == 0 ? netstring(string) : string)
-        case 4: return .limit(maxLengthChoices[Int(op.arg) % maxLengthChoices.count])
-        default: return .none
-        }
-    }
+/// The netstring target's script: re-injects strings as netstrings.
+final class NetstringScript: StringScript {
+    init(ops: [(kind: UInt8, arg: UInt8)]) { super.init(ops: ops, frame: netstring) }
 }
 
 func netstring(_ bytes: [UInt8]) -> [UInt8] {
