@@ -20,16 +20,9 @@ struct TestLog {
 /// Runs `reactor` until the test stops it; a watchdog stops it after
 /// `timeLimit` seconds and fails the test. Checks no handle is left open.
 func runReactor(_ reactor: Reactor, timeLimit: Double = 5, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    final class Flag { var fired = false }
-    let watchdog = Flag()
-    let call = reactor.callLater(timeLimit) { [unowned reactor] in
-        watchdog.fired = true
-        try? reactor.stop()
-    }
-    try reactor.run()
-    if call.active { try? call.cancel() }
-    #expect(!watchdog.fired, "the watchdog stopped the reactor: the test never finished by itself", sourceLocation: sourceLocation)
-    #expect(reactor.openHandleCount == 0, sourceLocation: sourceLocation)
+    let report = try runReactorReporting(reactor, timeLimit: timeLimit)
+    #expect(!report.watchdogFired, "the watchdog stopped the reactor: the test never finished by itself", sourceLocation: sourceLocation)
+    #expect(report.openHandles == 0, sourceLocation: sourceLocation)
 }
 
 /// What a chain delivered to its last step.
