@@ -79,6 +79,15 @@ final class FuzzTransport: StringTransport {
     private(set) var lostCount = 0
     private(set) var closed = false
 
+    /// Runs `send` (a receiver's sendLine or sendString, named `what`) and
+    /// checks that it wrote exactly `bytes` (nothing once disconnecting).
+    func checkWrites(_ bytes: [UInt8], by what: String, _ send: () -> Void) {
+        let before = value()
+        send()
+        let expected = disconnecting ? before : before + bytes
+        check(value() == expected, "\(what) wrote \(show(value())), expected \(show(expected))")
+    }
+
     func close(_ reason: any Error) {
         guard !closed else { return }
         closed = true

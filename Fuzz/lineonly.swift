@@ -65,10 +65,7 @@ final class FuzzLineOnlyReceiver: LineOnlyReceiver {
 
     private func lose() { transport?.loseConnection() }
     private func send(_ line: [UInt8]) {
-        let before = fuzzTransport.value()
-        sendLine(line)
-        let expected = fuzzTransport.disconnecting ? before : before + line + delimiter
-        check(fuzzTransport.value() == expected, "sendLine wrote \(show(fuzzTransport.value())), expected \(show(expected))")
+        fuzzTransport.checkWrites(line + delimiter, by: "sendLine") { sendLine(line) }
     }
 
     override func lineReceived(_ line: Span<UInt8>) throws {

@@ -126,10 +126,7 @@ final class FuzzLineReceiver: LineReceiver, LineDriven {
     func clearBuffer() -> [UInt8] { clearLineBuffer() }
     func lose() { transport?.loseConnection() }
     func send(_ line: [UInt8]) {
-        let before = stringTransport.value()
-        sendLine(line)
-        let expected = stringTransport.disconnecting ? before : before + line + delimiter
-        check(stringTransport.value() == expected, "sendLine wrote \(show(stringTransport.value())), expected \(show(expected))")
+        stringTransport.checkWrites(line + delimiter, by: "sendLine") { sendLine(line) }
     }
 
     override func lineReceived(_ line: Span<UInt8>) throws {

@@ -34,10 +34,7 @@ final class FuzzNetstringReceiver: NetstringReceiver {
         case .none: break
         case .lose: transport?.loseConnection()
         case .send:
-            let before = fuzzTransport.value()
-            sendString(bytes)
-            let expected = fuzzTransport.disconnecting ? before : before + netstring(bytes)
-            check(fuzzTransport.value() == expected, "sendString wrote \(show(fuzzTransport.value())), expected \(show(expected))")
+            fuzzTransport.checkWrites(netstring(bytes), by: "sendString") { sendString(bytes) }
         case .inject(let extra): try extra.withUnsafeBufferPointer { try dataReceived($0.span) }
         case .limit(let limit): maxLength = limit
         }
