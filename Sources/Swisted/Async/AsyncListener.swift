@@ -69,6 +69,14 @@ public final class AsyncListener: AsyncSequence, Sendable {
         public mutating func next() async throws -> AsyncConnection? {
             try await listener.core.next()
         }
+
+        /// The next accepted connection, in the caller's isolation (what
+        /// `for try await` calls): an actor on the reactor's executor waits
+        /// here without leaving it, as on ``AsyncConnection/inbound``.
+        /// - Throws: as ``next()``.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> AsyncConnection? {
+            try await listener.core.next()
+        }
     }
 }
 
@@ -191,7 +199,9 @@ final class ListenerCore: @unchecked Sendable {
     }
 
     /// The next connection for the iterator (any thread).
-    func next() async throws -> AsyncConnection? {
+    /// `nonisolated(nonsending)`: it runs in the caller's isolation, like
+    /// ``ConnectionCore/nextChunk()``.
+    nonisolated(nonsending) func next() async throws -> AsyncConnection? {
         let max = maxPending
         return try await state.nextElement { state in
             state.take(maxPending: max)
