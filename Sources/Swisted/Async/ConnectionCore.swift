@@ -167,12 +167,9 @@ final class ConnectionCore: @unchecked Sendable {
                 }
                 guard connection.bufferSize <= connection.writeHighWaterMark else { return }
                 ops.removeFirst()
-                bytes.withUnsafeBytes { connection.write($0) }
-                submitted += bytes.count
-                if queueIsLive, connection.bufferSize == 0 {
+                if hand(bytes, to: connection) {
                     waiter.succeed(())
                 } else {
-                    // Queued, or the write failed and the connection is closing (lost() fails it).
                     flushWaiters.append((submitted, waiter))
                 }
             case .closeWrite(let waiter):
@@ -219,13 +216,20 @@ final class ConnectionCore: @unchecked Sendable {
     func writeNow(_ bytes: [UInt8]) -> ImmediateWrite {
         guard let connection, ops.isEmpty, !writeSideClosed, queueIsLive,
               connection.bufferSize <= connection.writeHighWaterMark else { return .notTaken }
-        bytes.withUnsafeBytes { connection.write($0) }
-        submitted += bytes.count
-        if queueIsLive, connection.bufferSize == 0 { return .done }
-        // Queued, or the write failed and the connection is closing (lost() fails it).
+        if hand(bytes, to: connection) { return .done }
         let waiter = OneShot<Void>()
         flushWaiters.append((submitted, waiter))
         return .flushing(waiter)
+    }
+
+    /// Writes `bytes` to the transport (counted in `submitted`); true if the
+    /// kernel took them all at once. False: they are queued (a flush waiter
+    /// must wait for `submitted`), or the write failed and the connection is
+    /// closing (``lost(_:)`` fails the waiter).
+    private func hand(_ bytes: [UInt8], to connection: StreamConnection) -> Bool {
+        bytes.withUnsafeBytes { connection.write($0) }
+        submitted += bytes.count
+        return queueIsLive && connection.bufferSize == 0
     }
 
     /// A `uv_write` completed: writers whose bytes all reached the kernel
