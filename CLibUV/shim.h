@@ -39,4 +39,19 @@ static inline void swisted_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
+/// The addresses of the Swift concurrency runtime's two cancellation-handler
+/// entry points (what `withTaskCancellationHandler` is made of), resolved by
+/// the linker. Swift refuses to name runtime symbols itself; it calls these
+/// through `@convention(thin)` function types of the signature the standard
+/// library declares for them (Sources/Swisted/Async/CancellationScope.swift).
+static inline const void * _Nonnull swisted_swift_task_add_cancellation_handler(void) {
+    extern void swift_task_addCancellationHandler(void);
+    return (const void *)&swift_task_addCancellationHandler;
+}
+
+static inline const void * _Nonnull swisted_swift_task_remove_cancellation_handler(void) {
+    extern void swift_task_removeCancellationHandler(void);
+    return (const void *)&swift_task_removeCancellationHandler;
+}
+
 #endif

@@ -515,6 +515,70 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("cancellation ends only the wait it interrupts: after reads, before a read, during an accept")
+    func cancellationIsScopedToItsWait() async throws {
+        let thread = await BackgroundReactor.start()
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
+
+        // Three reads that complete, then one that waits and is cancelled: each
+        // read's cancellation handler was removed when its read returned (a
+        // stale one would run here, on a finished wait's frame: ASan's check).
+        let reads = Locked(0)
+        let reader = Task {
+            for _ in 0..<3 {
+                _ = try await read(server, count: 1)
+                reads.withLock { $0 += 1 }
+            }
+            _ = try await read(server, count: 1)
+        }
+        for (index, byte) in Array("abc".utf8).enumerated() {
+            try await client.write([byte])
+            await thread.eventually("read \(index + 1) returned") { reads.withLock { $0 } == index + 1 }
+        }
+        await thread.eventually("the fourth read waits") { server.core.inbound.withLock { $0.consumer.isWaiting } }
+        reader.cancel()
+        await #expect(throws: CancellationError.self) { try await reader.value }
+        #expect(reads.withLock { $0 } == 3)
+        #expect(!server.core.inbound.withLock { $0.consumer.isWaiting })
+
+        // A task cancelled before it reads: it throws at once, without waiting,
+        // and the bytes stay for the next reader.
+        try await client.write("kept")
+        await thread.eventually("the bytes are buffered") { server.core.inbound.withLock { $0.buffered == 4 } }
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            var iterator = server.inbound.makeAsyncIterator()
+            return try await iterator.next()
+        }
+        // A buffered chunk is returned without waiting, so the early reader
+        // either takes it or, had it waited, would throw; here it must take it.
+        #expect(try await early.value == Array("kept".utf8))
+        let waitingEarly = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await read(server, count: 1)
+        }
+        await #expect(throws: CancellationError.self) { _ = try await waitingEarly.value }
+        try await client.write("after")
+        #expect(try await read(server, count: 5) == Array("after".utf8))
+
+        // An accept wait, cancelled; the listener still accepts afterwards.
+        let accepting = Task {
+            var iterator = listener.makeAsyncIterator()
+            return try await iterator.next()
+        }
+        await thread.eventually("the accept waits") { listener.core.state.withLock { $0.consumer.isWaiting } }
+        accepting.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await accepting.value }
+        let second = try await thread.reactor.connect(host: "127.0.0.1", port: listener.port)
+        var iterator = listener.makeAsyncIterator()
+        let accepted = try #require(try await iterator.next())
+        #expect((accepted.peerAddress as? IPv4Address)?.port == (second.localAddress as? IPv4Address)?.port)
+
+        for connection in [client, server, second, accepted] { await connection.close() }
+        await listener.close()
+        await thread.stop()
+    }
+
     @Test("accept back-pressure: at most maxPendingConnections wait, none is lost")
     func acceptBackPressure() async throws {
         let thread = await BackgroundReactor.start()

@@ -126,6 +126,15 @@ public final class AsyncConnection: Sendable {
                 break
             }
         }
+        try await submitWrite(bytes)
+    }
+
+    /// `write` through the reactor's queue: from another thread, or when the
+    /// bytes cannot be handed over at once. Kept out of `write`, whose
+    /// fast path would otherwise make its closure's task allocation.
+    @inline(never)
+    private nonisolated(nonsending) func submitWrite(_ bytes: [UInt8]) async throws {
+        let core = core
         let waiter = OneShot<Void>()
         try await waiter.wait(start: {
             core.reactor.perform { core.submit(.write(bytes, waiter)) }

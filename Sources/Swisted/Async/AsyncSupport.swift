@@ -12,7 +12,7 @@ struct CarriedError: @unchecked Sendable {
 ///
 /// Use: create it, call ``install(_:)`` inside `withCheckedThrowingContinuation`
 /// (it resumes at once if the task was cancelled already), and call
-/// ``cancel()`` from the `onCancel` of `withTaskCancellationHandler`.
+/// ``cancel()`` from the `onCancel` of a cancellation handler (``wait(start:onCancel:)`` does both).
 ///
 /// Threading: any thread.
 final class OneShot<Value: Sendable>: Sendable {
@@ -98,8 +98,9 @@ final class OneShot<Value: Sendable>: Sendable {
     /// Suspends until the reactor side resolves it (or the task is
     /// cancelled); `start` runs once the continuation is installed, unless
     /// the task was cancelled already.
+    @inline(never)  // its closures' task allocations would move into callers' fast paths (write)
     nonisolated(nonsending) func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
-        try await withTaskCancellationHandler {
+        try await withCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 if install(continuation) { start() }
             }
@@ -201,7 +202,7 @@ extension Locked where State: SingleConsumerState {
         }
         if let first { return try deliver(first) }
         let waiterID = id
-        return try await withTaskCancellationHandler {
+        return try await withCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Element?, any Error>) in
                 let outcome = withLock { state -> ConsumerOutcome<Step> in
                     if let step = take(&state) { return .step(step) }

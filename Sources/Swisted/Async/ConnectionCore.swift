@@ -23,7 +23,10 @@ final class ConnectionCore: @unchecked Sendable {
     @exclusivity(unchecked) private var submitted = 0
     /// Writes waiting to be admitted (the transport is above its high-water
     /// mark), and close requests behind them, in call order.
-    private var ops: [Op] = []
+    /// `@exclusivity(unchecked)`: reactor-thread only, and every access is
+    /// one short statement (append, remove, copy out, replace), none spanning
+    /// a call that could reach it again; `writeNow` reads it on every write.
+    @exclusivity(unchecked) private var ops: [Op] = []
     /// Writes handed to the transport whose last byte (`target`, counted in
     /// `submitted`) has not reached the kernel yet, in order.
     private var flushWaiters: [(target: Int, waiter: OneShot<Void>)] = []
