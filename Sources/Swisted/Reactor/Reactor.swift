@@ -85,8 +85,7 @@ public final class Reactor: @unchecked Sendable {
     @exclusivity(unchecked) private var soon: [() -> Void] = []
     /// Executor jobs enqueued on the reactor thread itself: run from the idle
     /// phase, with no lock and no wake-up syscall.
-    @exclusivity(unchecked) var localJobs: [ReactorJob] = []
-    @exclusivity(unchecked) private var spareLocalJobs: [ReactorJob] = []
+    @exclusivity(unchecked) var localJobs = LocalJobQueue()
     /// The reactor as the serial executor of actors (see `ReactorSerialExecutor`);
     /// set at the end of `init`, never changed.
     private(set) var serialExecutor: ReactorSerialExecutor!
@@ -403,11 +402,13 @@ public final class Reactor: @unchecked Sendable {
             for function in batch { function() }
         }
         if !localJobs.isEmpty {
-            var jobs = spareLocalJobs
-            swap(&jobs, &localJobs)
-            for job in jobs { runJob(job) }
-            jobs.removeAll(keepingCapacity: true)
-            spareLocalJobs = jobs
+            // Each access is its own statement: a job may queue the next batch.
+            let count = localJobs.startBatch()
+            var index = 0
+            while index < count {
+                runJob(localJobs.batchJob(index))
+                index += 1
+            }
         }
         if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
     }

@@ -59,8 +59,7 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// when called on it, else through the cross-thread queue.
     func schedule(_ job: ReactorJob) {
         if isRunningOnCurrentThread {
-            localJobs.append(job)
-            if localJobs.count == 1 { startIdle() }
+            if localJobs.append(job) { startIdle() }
         } else {
             crossThreadJobs.append(.job(job))
             uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
@@ -109,6 +108,50 @@ extension Reactor: SerialExecutor, TaskExecutor {
 struct ReactorJob {
     let job: UnownedJob
     let isolated: Bool
+}
+
+/// The executor jobs enqueued on the reactor thread itself, run in batches
+/// from the idle phase (jobs enqueued while a batch runs wait for the next
+/// one, so I/O runs in between). Two arrays swap roles per batch and keep
+/// their storage: queueing and running a job neither allocates nor clears
+/// the array (`removeAll(keepingCapacity:)` cost ~60 instructions a batch).
+///
+/// Threading: reactor thread only (a `Reactor` field).
+struct LocalJobQueue {
+    /// The batch being filled: its first `filled` elements (the rest are
+    /// stale and overwritten).
+    private var filling: [ReactorJob] = []
+    private var filled = 0
+    /// The batch being run: its first elements, as many as ``startBatch()`` returned.
+    private var batch: [ReactorJob] = []
+
+    var isEmpty: Bool { filled == 0 }
+
+    /// Queues `job`; true if it is the first of the next batch.
+    @inline(__always)
+    mutating func append(_ job: ReactorJob) -> Bool {
+        if filled < filling.count {
+            filling[filled] = job
+        } else {
+            filling.append(job)
+        }
+        filled += 1
+        return filled == 1
+    }
+
+    /// Makes the queued jobs the batch to run and returns how many there
+    /// are; jobs queued from now on go to the next batch.
+    mutating func startBatch() -> Int {
+        let count = filled
+        swap(&filling, &batch)
+        filled = 0
+        return count
+    }
+
+    /// Job `index` of the batch ``startBatch()`` started.
+    func batchJob(_ index: Int) -> ReactorJob {
+        batch[index]
+    }
 }
 
 /// The serial-executor face of a ``Reactor``: what
