@@ -117,6 +117,7 @@ struct AsyncConnectionTests {
         let server = serveEcho(listener)
         let port = listener.port
 
+        let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
         let outcome = try await Task(executorPreference: reactor) { () -> (rounds: Int, offThread: Int) in
             var offThread = 0
             let client = try await reactor.connect(host: "127.0.0.1", port: port)
@@ -137,13 +138,17 @@ struct AsyncConnectionTests {
         }.value
         #expect(outcome.rounds == 1000)
         #expect(outcome.offThread == 0)
+        // One job per round trip: the read's wake-up (the echo server runs on
+        // the global pool, so its awaits are not the reactor's jobs).
+        let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
+        #expect(jobs <= 1000 + 20, "\(jobs) jobs for 1,000 round trips")
 
         await listener.close()
         await server.value
         await thread.stop()
     }
 
-    @Test("an actor on the reactor's executor, in a task that prefers the reactor: 1,000 echo round trips with no job from another thread")
+    @Test("an actor on the reactor's executor, in a task that prefers the reactor: 1,000 echo round trips, no job from another thread, one job each")
     func actorOnReactorExecutor() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
         let reactor = thread.reactor
@@ -151,6 +156,7 @@ struct AsyncConnectionTests {
         let server = serveEcho(listener)
         let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
         let before = try await thread.onReactor { reactor.crossThreadExecutorJobs }
+        let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
 
         let pinger = Pinger(reactor: reactor)
         // Without the preference, each resumption after a suspension would go
@@ -159,6 +165,11 @@ struct AsyncConnectionTests {
         #expect(rounds == 1000)
         let after = try await thread.onReactor { reactor.crossThreadExecutorJobs }
         #expect(after - before <= 2, "only the test's own entry and exit cross threads, not the 2,000 awaits")
+        // One job per round trip, as for nonisolated code: the read's wake-up
+        // runs isolated to the actor at once (Reactor.resume(isolated:)), and
+        // the wait suspends in the actor's isolation (no switch out and back).
+        let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
+        #expect(jobs <= 1000 + 20, "\(jobs) jobs for 1,000 round trips")
 
         await client.close()
         await listener.close()

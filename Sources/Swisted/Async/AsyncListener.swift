@@ -148,7 +148,7 @@ final class ListenerCore: @unchecked Sendable {
             state.acceptPaused = true
             return (nil, true)
         }
-        reader?.resume(returning: connection)
+        reader?.resume(with: .success(connection), from: reactor)
         if pause { port?.consumerPaused = true }
     }
 
@@ -183,7 +183,7 @@ final class ListenerCore: @unchecked Sendable {
             state.head = 0
             return (reader, dropped)
         }
-        reader?.resume(returning: nil)
+        reader?.resume(with: .success(nil), from: reactor)
         for connection in dropped { connection.abort() }
     }
 
@@ -203,7 +203,7 @@ final class ListenerCore: @unchecked Sendable {
     /// ``ConnectionCore/nextChunk()``.
     nonisolated(nonsending) func next() async throws -> AsyncConnection? {
         let max = maxPending
-        return try await state.nextElement { state in
+        return try await state.nextElement(isolatedToReactor: reactor.isSerialExecutor(of: #isolation)) { state in
             state.take(maxPending: max)
         } deliver: { step in
             switch step {

@@ -10,7 +10,7 @@ struct CarriedError: @unchecked Sendable {
 /// by the reactor side with the outcome, or by task cancellation with
 /// `CancellationError`, whichever comes first; the other finds it finished.
 ///
-/// Use: create it, call ``install(_:)`` inside `withCheckedThrowingContinuation`
+/// Use: create it, call ``install(_:)`` inside `withUnsafeThrowingContinuation`
 /// (it resumes at once if the task was cancelled already), and call
 /// ``cancel()`` from the `onCancel` of a cancellation handler (``wait(start:onCancel:)`` does both).
 ///
@@ -18,7 +18,7 @@ struct CarriedError: @unchecked Sendable {
 final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case idle
-        case waiting(CheckedContinuation<Value, any Error>)
+        case waiting(UnsafeContinuation<Value, any Error>)
         case cancelledEarly
         case finished
     }
@@ -28,7 +28,7 @@ final class OneShot<Value: Sendable>: Sendable {
     /// Installs the continuation. If ``cancel()`` came first, resumes it with
     /// `CancellationError` and returns false: nothing should be started.
     @discardableResult
-    func install(_ continuation: CheckedContinuation<Value, any Error>) -> Bool {
+    func install(_ continuation: UnsafeContinuation<Value, any Error>) -> Bool {
         let cancelled = state.withLock { state -> Bool in
             switch state {
             case .idle:
@@ -43,7 +43,7 @@ final class OneShot<Value: Sendable>: Sendable {
         return !cancelled
     }
 
-    private func take() -> CheckedContinuation<Value, any Error>? {
+    private func take() -> UnsafeContinuation<Value, any Error>? {
         state.withLock { state in
             guard case .waiting(let continuation) = state else { return nil }
             state = .finished
@@ -70,7 +70,7 @@ final class OneShot<Value: Sendable>: Sendable {
     /// Task cancellation: resumes with `CancellationError` if still waiting,
     /// or makes a later ``install(_:)`` do so.
     func cancel() {
-        let continuation = state.withLock { state -> CheckedContinuation<Value, any Error>? in
+        let continuation = state.withLock { state -> UnsafeContinuation<Value, any Error>? in
             switch state {
             case .idle:
                 state = .cancelledEarly
@@ -101,12 +101,10 @@ final class OneShot<Value: Sendable>: Sendable {
     @inline(never)  // its closures' task allocations would move into callers' fast paths (write)
     nonisolated(nonsending) func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
         try await withCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                if install(continuation) { start() }
-            }
-        } onCancel: {
             self.cancel()
             onCancel()
+        } suspending: { continuation in
+            if install(continuation) { start() }
         }
     }
 }
@@ -118,10 +116,20 @@ final class OneShot<Value: Sendable>: Sendable {
 ///
 /// Threading: part of a ``Locked`` state; touched only with its lock held.
 struct ConsumerSlot<Element: Sendable> {
-    /// An unsafe continuation (no checking canary: one allocation less per
-    /// wait); every path takes it out of the slot under the lock before
-    /// resuming it, so it is resumed exactly once.
-    typealias Waiter = UnsafeContinuation<Element?, any Error>
+    /// The waiting consumer: an unsafe continuation (no checking canary: one
+    /// allocation less per wait); every path takes it out of the slot under
+    /// the lock before resuming it, so it is resumed exactly once.
+    struct Waiter {
+        let continuation: UnsafeContinuation<Element?, any Error>
+        /// The consumer waits in code isolated to the reactor's serial
+        /// executor (an actor on it): see ``Reactor/resume(isolated:_:)``.
+        let isolatedToReactor: Bool
+
+        /// Resumes the consumer from the reactor thread.
+        func resume(with result: Result<Element?, any Error>, from reactor: Reactor) {
+            reactor.resume(isolated: isolatedToReactor) { continuation.resume(with: result) }
+        }
+    }
 
     /// The waiting consumer, if one waits.
     private(set) var waiter: Waiter?
@@ -145,10 +153,10 @@ struct ConsumerSlot<Element: Sendable> {
         return nextWaiterID
     }
 
-    fileprivate mutating func install<Step>(_ continuation: Waiter, id: Int) -> ConsumerOutcome<Step> {
-        if waiter != nil { return .busy }
+    fileprivate mutating func install<Step>(_ waiter: Waiter, id: Int) -> ConsumerOutcome<Step> {
+        if self.waiter != nil { return .busy }
         if Task.isCancelled { return .cancelled }
-        waiter = continuation
+        self.waiter = waiter
         waiterID = id
         return .installed
     }
@@ -178,6 +186,10 @@ extension Locked where State: SingleConsumerState {
     /// resumes it (``ConsumerSlot/takeWaiter()``) or the task is cancelled.
     ///
     /// - Parameters:
+    ///   - isolatedToReactor: the caller runs isolated to the reactor's
+    ///     serial executor (``Reactor/isSerialExecutor(of:)`` of its
+    ///     `#isolation`), so the producer's resume lets the task go on
+    ///     isolated to it (``Reactor/resume(isolated:_:)``).
     ///   - take: with the lock held, the next step (an element, the end, a
     ///     failure), or nil to wait. Called once or twice.
     ///   - deliver: without the lock, turns the step taken into the element
@@ -190,6 +202,7 @@ extension Locked where State: SingleConsumerState {
     /// executor switch.
     @inline(__always)  // into its callers: one async frame and one executor check less per element
     nonisolated(nonsending) func nextElement<Step>(
+        isolatedToReactor: Bool,
         take: (inout State) -> Step?,
         deliver: (Step) throws -> State.Element?
     ) async throws -> State.Element? {
@@ -203,25 +216,23 @@ extension Locked where State: SingleConsumerState {
         if let first { return try deliver(first) }
         let waiterID = id
         return try await withCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Element?, any Error>) in
-                let outcome = withLock { state -> ConsumerOutcome<Step> in
-                    if let step = take(&state) { return .step(step) }
-                    return state.consumer.install(continuation, id: waiterID)
-                }
-                switch outcome {
-                case .installed:
-                    break
-                case .busy:
-                    continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
-                case .cancelled:
-                    continuation.resume(throwing: CancellationError())
-                case .step(let step):
-                    continuation.resume(with: Result { try deliver(step) })
-                }
-            }
-        } onCancel: {
             let waiter = self.withLock { $0.consumer.takeWaiter(id: waiterID) }
-            waiter?.resume(throwing: CancellationError())
+            waiter?.continuation.resume(throwing: CancellationError())  // any thread: no isolation hint
+        } suspending: { (continuation: UnsafeContinuation<Element?, any Error>) in
+            let outcome = withLock { state -> ConsumerOutcome<Step> in
+                if let step = take(&state) { return .step(step) }
+                return state.consumer.install(.init(continuation: continuation, isolatedToReactor: isolatedToReactor), id: waiterID)
+            }
+            switch outcome {
+            case .installed:
+                break
+            case .busy:
+                continuation.resume(throwing: AsyncConnectionError.concurrentIteration)
+            case .cancelled:
+                continuation.resume(throwing: CancellationError())
+            case .step(let step):
+                continuation.resume(with: Result { try deliver(step) })
+            }
         }
     }
 }

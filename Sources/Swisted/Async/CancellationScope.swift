@@ -31,20 +31,28 @@ enum CancellationScope {
     static var remove: Remove { unsafeBitCast(swisted_swift_task_remove_cancellation_handler(), to: Remove.self) }
 }
 
-/// Runs `operation` in the caller's isolation with `onCancel` registered as
-/// the current task's cancellation handler for its duration, as
-/// `withTaskCancellationHandler` does (``CancellationScope`` says why this
-/// one exists). `onCancel` runs on the cancelling thread, or at once, here,
-/// if the task is cancelled already; it must only do thread-safe work.
+/// Suspends the current task with a continuation, as
+/// `withUnsafeThrowingContinuation` does (`body` runs at once, here, and
+/// resumes the continuation now or later, exactly once), with `onCancel`
+/// registered as the task's cancellation handler until the task resumes,
+/// as `withTaskCancellationHandler` around it would (``CancellationScope``
+/// says why this one exists). `onCancel` runs on the cancelling thread, or
+/// at once, here, if the task is cancelled already; it must only do
+/// thread-safe work.
+///
+/// The task suspends in the caller's isolation: the continuation is made
+/// in this function's body (not in a closure, where `#isolation` is nil),
+/// so an actor's task does not switch to the generic executor to suspend
+/// (on the reactor, a job) and back after resuming (another).
 ///
 /// Threading: a task. The handler lives in this frame; its record is
 /// removed before this returns, as the standard library's is.
 @inline(__always)
 nonisolated(nonsending) func withCancellationHandler<T>(
-    _ operation: () async throws -> T,
-    onCancel: @Sendable () -> Void
+    onCancel: @Sendable () -> Void,
+    suspending body: (UnsafeContinuation<T, any Error>) -> Void
 ) async throws -> T {
     let record = CancellationScope.add(onCancel)
     defer { CancellationScope.remove(record) }
-    return try await operation()
+    return try await withUnsafeThrowingContinuation(body)
 }

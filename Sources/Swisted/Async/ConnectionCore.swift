@@ -392,7 +392,7 @@ final class ConnectionCore: @unchecked Sendable {
     func received(_ data: Span<UInt8>) {
         let chunk = chunk(of: data)
         let high = inboundHighWater
-        let (reader, pause) = inbound.withLock { state -> (UnsafeContinuation<[UInt8]?, any Error>?, Bool) in
+        let (reader, pause) = inbound.withLock { state -> (ConsumerSlot<[UInt8]>.Waiter?, Bool) in
             guard state.end == nil else { return (nil, false) }
             if let waiter = state.consumer.takeWaiter() {
                 return (waiter, false)
@@ -405,20 +405,20 @@ final class ConnectionCore: @unchecked Sendable {
             state.pauseCount += 1
             return (nil, true)
         }
-        reader?.resume(returning: chunk)
+        reader?.resume(with: .success(chunk), from: reactor)
         if pause { connection?.pauseProducing() }
     }
 
     private func finishInbound(_ end: End) {
-        let reader = inbound.withLock { state -> UnsafeContinuation<[UInt8]?, any Error>? in
+        let reader = inbound.withLock { state -> ConsumerSlot<[UInt8]>.Waiter? in
             guard state.end == nil else { return nil }
             state.end = end
             return state.consumer.takeWaiter()
         }
         guard let reader else { return }
         switch end {
-        case .clean: reader.resume(returning: nil)
-        case .failed(let carried): reader.resume(throwing: carried.error)
+        case .clean: reader.resume(with: .success(nil), from: reactor)
+        case .failed(let carried): reader.resume(with: .failure(carried.error), from: reactor)
         }
     }
 
@@ -436,11 +436,12 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// The next chunk for the inbound sequence (any thread).
     /// `nonisolated(nonsending)`: it runs in the caller's isolation, so an
-    /// actor (or a task) on the reactor's executor makes no executor switch.
+    /// actor (or a task) on the reactor's executor makes no executor switch
+    /// (`#isolation` here is that caller's actor, if any).
     @inline(__always)  // one async frame and one executor check less per read
     nonisolated(nonsending) func nextChunk() async throws -> [UInt8]? {
         let low = inboundLowWater
-        return try await inbound.nextElement { state in
+        return try await inbound.nextElement(isolatedToReactor: reactor.isSerialExecutor(of: #isolation)) { state in
             state.take(lowWater: low)
         } deliver: { step in
             switch step {

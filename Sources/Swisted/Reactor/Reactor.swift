@@ -86,6 +86,9 @@ public final class Reactor: @unchecked Sendable {
     /// Executor jobs enqueued on the reactor thread itself: run from the idle
     /// phase, with no lock and no wake-up syscall.
     @exclusivity(unchecked) var localJobs = LocalJobQueue()
+    /// Set by `resume(isolated:_:)` while it resumes a task waiting isolated
+    /// to the serial executor: the task's enqueue then queues an isolated job.
+    @exclusivity(unchecked) var resumeIsolatedHint = false
     /// The reactor as the serial executor of actors (see `ReactorSerialExecutor`);
     /// set at the end of `init`, never changed.
     private(set) var serialExecutor: ReactorSerialExecutor!
@@ -447,6 +450,10 @@ public final class Reactor: @unchecked Sendable {
     /// (a task coming back from the global pool, say), since it was made.
     /// Reactor thread. For tests: a hop-free path keeps it still.
     package private(set) var crossThreadExecutorJobs = 0
+    /// Swift concurrency jobs the reactor ran, since it was made. Reactor
+    /// thread. For tests: a task waiting for data costs one per wake-up.
+    /// `@exclusivity(unchecked)`: reactor thread only, one increment per job.
+    @exclusivity(unchecked) package internal(set) var executorJobsRun = 0
 
     /// True only on the thread inside ``run(installSignalHandlers:)``.
     var isRunningOnCurrentThread: Bool {

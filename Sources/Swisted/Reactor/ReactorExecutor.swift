@@ -59,6 +59,11 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// when called on it, else through the cross-thread queue.
     func schedule(_ job: ReactorJob) {
         if isRunningOnCurrentThread {
+            var job = job
+            if resumeIsolatedHint {  // the task resume(isolated:_:) is resuming
+                resumeIsolatedHint = false
+                job = ReactorJob(job: job.job, isolated: true)
+            }
             if localJobs.append(job) { startIdle() }
         } else {
             crossThreadJobs.append(.job(job))
@@ -71,6 +76,31 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// reactor's callbacks and with each other.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: serialExecutor)
+    }
+
+    /// True if `actor` runs on this reactor's serial executor (its
+    /// `unownedExecutor` is ``asUnownedSerialExecutor()``). Any thread.
+    func isSerialExecutor(of actor: (any Actor)?) -> Bool {
+        guard let actor else { return false }
+        return actor.unownedExecutor.asSerialExecutor() === serialExecutor
+    }
+
+    /// Resumes a suspended consumer (`resume` resumes its continuation) from
+    /// the reactor thread. `isolated`: the consumer waits in code isolated to
+    /// this reactor's serial executor (an actor on it, in a task preferring
+    /// the reactor). A resumed continuation re-enqueues its task on its
+    /// preferred executor as nonisolated work; the task's first step is then
+    /// back into the actor, which would be a second job. Marking that one
+    /// enqueue as isolated runs the task isolated to the serial executor at
+    /// once (the step into the actor is then no switch at all). Tasks that
+    /// wait in nonisolated code are resumed as nonisolated work, as before:
+    /// for them an isolated job would cost the second job instead.
+    @inline(__always)
+    func resume(isolated: Bool, _ resume: () -> Void) {
+        guard isolated, isRunningOnCurrentThread else { return resume() }
+        resumeIsolatedHint = true
+        resume()
+        resumeIsolatedHint = false  // not consumed: the task went to another executor
     }
 
     /// This reactor as a task executor preference (`Task(executorPreference:)`).
@@ -94,6 +124,7 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// as nonisolated code on the reactor as task executor, so that its
     /// nonisolated async calls need no executor switch (one job each, before).
     func runJob(_ job: ReactorJob) {
+        executorJobsRun &+= 1
         if job.isolated {
             job.job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         } else {
