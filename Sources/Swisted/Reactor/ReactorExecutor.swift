@@ -39,7 +39,10 @@ import Glibc
 /// actor's async code on it: Swift resumes a suspended task on its preferred
 /// executor, or on the global pool if it has none, before returning to the
 /// actor, so without the preference every await that suspends (waiting for
-/// data, say) is a hop to a pool thread and back.
+/// data, say) is a hop to a pool thread and back. With it, the async
+/// connection API wakes a task that waits isolated to the reactor's
+/// executor directly in that isolation (``resume(isolated:_:)``): one job
+/// per wake-up, as for nonisolated code.
 /// (Internally, actor jobs reach the reactor through a separate serial
 /// executor object, ``asUnownedSerialExecutor()``, so the reactor can run
 /// each job in the context it was enqueued for.)
