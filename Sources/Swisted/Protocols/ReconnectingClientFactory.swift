@@ -71,7 +71,7 @@ open class ReconnectingClientFactory: ClientFactory {
         guard continueTrying, let connector = connector ?? self.connector else { return }
         retries += 1
         if let maxRetries, retries > maxRetries {
-            connector.reactor.logError("Swisted: abandoning \(connector.getDestination()) after \(retries - 1) retries")
+            connector.reactor.log(.warning, "Swisted: abandoning \(connector.getDestination()) after \(retries - 1) retries")
             return
         }
         delay = min(delay * factor, maxDelay)

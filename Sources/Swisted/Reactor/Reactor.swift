@@ -106,7 +106,11 @@ public final class Reactor: @unchecked Sendable {
 
     /// Where the reactor reports errors nobody else handles: errors thrown by
     /// protocols, delayed calls and triggers, failed accepts. Each goes out at
-    /// `.error` level with metadata where known (`peer`, `protocol`). The default,
+    /// `.error` level with metadata where known (`peer`, `protocol`); what the
+    /// reactor did about a problem on its own goes out lower: accepting again
+    /// after failed accepts or file-descriptor exhaustion at `.notice`, a
+    /// datagram dropped for its size and a ``ReconnectingClientFactory``
+    /// giving up at `.warning`. The default,
     /// `Logger(label: "swisted")`, writes wherever the program's
     /// `LoggingSystem.bootstrap` sends logs (swift-log's default: standard error).
     /// Reactor thread only.
@@ -553,12 +557,19 @@ public final class Reactor: @unchecked Sendable {
 
     // MARK: Errors
 
-    /// Reports an error nobody else handles, through ``logHandler`` if set, else ``logger``.
+    /// Reports an error nobody else handles, through ``logHandler`` if set,
+    /// else ``logger`` at `.error`.
     func logError(_ message: String, metadata: Logger.Metadata = [:]) {
+        log(.error, message, metadata: metadata)
+    }
+
+    /// Reports what the reactor did on its own (a recovery, a give-up the
+    /// user configured), through ``logHandler`` if set, else ``logger`` at `level`.
+    func log(_ level: Logger.Level, _ message: String, metadata: Logger.Metadata = [:]) {
         if let logHandler {
             logHandler(message)
         } else {
-            logger.error("\(message)", metadata: metadata)
+            logger.log(level: level, "\(message)", metadata: metadata)
         }
     }
 }

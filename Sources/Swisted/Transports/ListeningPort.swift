@@ -229,7 +229,7 @@ public final class ListeningPort: HandleOwning {
         }
         if failedAccepts > 0 {
             if failedAccepts > 1 {
-                reactor.logError("Swisted: accepting on \(getHost()) again (after \(failedAccepts) failed accepts)")
+                reactor.log(.notice, "Swisted: accepting on \(getHost()) again (after \(failedAccepts) failed accepts)")
             }
             failedAccepts = 0
         }
@@ -283,7 +283,7 @@ public final class ListeningPort: HandleOwning {
                 pauseAccepting()  // still none free
                 return
             }
-            reactor.logError("Swisted: a file descriptor is free again: accepting on \(getHost()) again")
+            reactor.log(.notice, "Swisted: a file descriptor is free again: accepting on \(getHost()) again")
             failedAccepts = 0
         }
         acceptPaused = false

@@ -137,7 +137,7 @@ public final class UDPPort: HandleOwning, MulticastTransport {
     }
 
     private func datagramTooLong(from sender: UnsafePointer<sockaddr>) {
-        reactor.logError("Swisted: dropped a datagram from \(senderAddress(sender)) to \(getHost()): longer than maxPacketSize (\(maxPacketSize) bytes)")
+        reactor.log(.warning, "Swisted: dropped a datagram from \(senderAddress(sender)) to \(getHost()): longer than maxPacketSize (\(maxPacketSize) bytes)")
     }
 
     private func callbackFailed(_ error: any Error, from address: any Address) {
