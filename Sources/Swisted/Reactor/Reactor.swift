@@ -92,6 +92,9 @@ public final class Reactor: @unchecked Sendable {
     /// The reactor as the serial executor of actors (see `ReactorSerialExecutor`);
     /// set at the end of `init`, never changed.
     private(set) var serialExecutor: ReactorSerialExecutor!
+    /// ``asUnownedSerialExecutor()``'s value, made once (actors ask for it at
+    /// every hop, and the async API at every wait of an actor).
+    private(set) var unownedSerialExecutor: UnownedSerialExecutor!
     private var triggers: [Trigger] = []
     private var nextTriggerID = 0
 
@@ -151,6 +154,7 @@ public final class Reactor: @unchecked Sendable {
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         timers.earliestMovedEarlier = { [unowned self] time in self.armTimer(for: time) }
         serialExecutor = ReactorSerialExecutor(reactor: self)
+        unownedSerialExecutor = UnownedSerialExecutor(ordinary: serialExecutor)
     }
 
     deinit {

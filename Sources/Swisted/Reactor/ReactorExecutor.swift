@@ -78,7 +78,7 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// actor using it runs on the reactor thread, serialized with the
     /// reactor's callbacks and with each other.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: serialExecutor)
+        unownedSerialExecutor
     }
 
     /// True if `actor` runs on this reactor's serial executor (its
