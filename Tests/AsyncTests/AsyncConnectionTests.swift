@@ -177,6 +177,48 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("the same actor from a task without the preference: correct, on the reactor thread, and a nonisolated reader after it is not woken isolated")
+    func actorWithoutPreference() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
+
+        // Its wake-ups are marked isolated (it waits isolated to the reactor's
+        // executor) although its task has no preference: wherever the task
+        // goes, the mark must not stay set for the next task the reactor resumes.
+        let pinger = Pinger(reactor: reactor)
+        let rounds = try await Task { try await pinger.ping(client, rounds: 200) }.value
+        #expect(rounds == 200)
+        let hintLeft = try await thread.onReactor { reactor.resumeIsolatedHint }
+        #expect(!hintLeft)
+
+        // A nonisolated reader on the reactor afterwards: each wake-up one
+        // job, each step on the reactor thread.
+        let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
+        let good = try await Task(executorPreference: reactor) { () -> Int in
+            var iterator = client.inbound.makeAsyncIterator()
+            var good = 0
+            for round in 0..<200 {
+                let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
+                try await client.write(message)
+                var reply: [UInt8] = []
+                while reply.count < message.count, let chunk = try await iterator.next() { reply += chunk }
+                if reply == message, reactor.isRunningOnCurrentThread { good += 1 }
+            }
+            return good
+        }.value
+        #expect(good == 200)
+        let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
+        #expect(jobs <= 200 + 20, "\(jobs) jobs for 200 round trips")
+
+        await client.close()
+        await listener.close()
+        await server.value
+        await thread.stop()
+    }
+
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
     func slowConsumer() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
