@@ -119,22 +119,11 @@ struct AsyncConnectionTests {
 
         let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
         let outcome = try await Task(executorPreference: reactor) { () -> (rounds: Int, offThread: Int) in
-            var offThread = 0
             let client = try await reactor.connect(host: "127.0.0.1", port: port)
-            if !reactor.isRunningOnCurrentThread { offThread += 1 }
-            var iterator = client.inbound.makeAsyncIterator()
-            var rounds = 0
-            for round in 0..<1000 {
-                let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
-                try await client.write(message)
-                if !reactor.isRunningOnCurrentThread { offThread += 1 }
-                var reply: [UInt8] = []
-                while reply.count < message.count, let chunk = try await iterator.next() { reply += chunk }
-                if !reactor.isRunningOnCurrentThread { offThread += 1 }
-                if reply == message { rounds += 1 }
-            }
+            let connectedOffThread = reactor.isRunningOnCurrentThread ? 0 : 1
+            let pinged = try await pingRounds(client, rounds: 1000) { reactor.isRunningOnCurrentThread }
             await client.close()
-            return (rounds, offThread)
+            return (pinged.good, connectedOffThread + pinged.wrongSteps)
         }.value
         #expect(outcome.rounds == 1000)
         #expect(outcome.offThread == 0)
@@ -197,19 +186,11 @@ struct AsyncConnectionTests {
         // A nonisolated reader on the reactor afterwards: each wake-up one
         // job, each step on the reactor thread.
         let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
-        let good = try await Task(executorPreference: reactor) { () -> Int in
-            var iterator = client.inbound.makeAsyncIterator()
-            var good = 0
-            for round in 0..<200 {
-                let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
-                try await client.write(message)
-                var reply: [UInt8] = []
-                while reply.count < message.count, let chunk = try await iterator.next() { reply += chunk }
-                if reply == message, reactor.isRunningOnCurrentThread { good += 1 }
-            }
-            return good
+        let pinged = try await Task(executorPreference: reactor) {
+            try await pingRounds(client, rounds: 200) { reactor.isRunningOnCurrentThread }
         }.value
-        #expect(good == 200)
+        #expect(pinged.good == 200)
+        #expect(pinged.wrongSteps == 0)
         let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
         #expect(jobs <= 200 + 20, "\(jobs) jobs for 200 round trips")
 
@@ -801,18 +782,35 @@ actor Pinger {
         self.reactor = reactor
     }
 
-    /// `rounds` two-byte round trips over `connection`; how many came back right.
+    /// `rounds` two-byte round trips over `connection`, isolated to this
+    /// actor at every step (it traps otherwise); how many came back right.
     func ping(_ connection: AsyncConnection, rounds: Int) async throws -> Int {
-        var iterator = connection.inbound.makeAsyncIterator()
-        var good = 0
-        for round in 0..<rounds {
+        try await pingRounds(connection, rounds: rounds) {
             reactor.preconditionIsolated()
-            let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
-            try await connection.write(message)
-            var reply: [UInt8] = []
-            while reply.count < message.count, let chunk = try await iterator.next(isolation: self) { reply += chunk }
-            if reply == message { good += 1 }
-        }
-        return good
+            return true
+        }.good
     }
+}
+
+/// `rounds` two-byte round trips over `connection`, in the caller's
+/// isolation (an actor's `inbound` wait stays in it); `stepIsRight` is asked
+/// before each write, after it and after each reply (the thread, the
+/// isolation). Returns how many replies came back right and how many steps
+/// were not.
+nonisolated(nonsending) func pingRounds(_ connection: AsyncConnection, rounds: Int,
+                                        stepIsRight: () -> Bool) async throws -> (good: Int, wrongSteps: Int) {
+    var iterator = connection.inbound.makeAsyncIterator()
+    var good = 0
+    var wrongSteps = 0
+    for round in 0..<rounds {
+        if !stepIsRight() { wrongSteps += 1 }
+        let message = withUnsafeBytes(of: UInt16(round).littleEndian, Array.init)
+        try await connection.write(message)
+        if !stepIsRight() { wrongSteps += 1 }
+        var reply: [UInt8] = []
+        while reply.count < message.count, let chunk = try await iterator.next(isolation: #isolation) { reply += chunk }
+        if !stepIsRight() { wrongSteps += 1 }
+        if reply == message { good += 1 }
+    }
+    return (good, wrongSteps)
 }
