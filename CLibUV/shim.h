@@ -54,4 +54,21 @@ static inline const void * _Nonnull swisted_swift_task_remove_cancellation_handl
     return (const void *)&swift_task_removeCancellationHandler;
 }
 
+/// The address of the Swift concurrency runtime's global-enqueue hook (a
+/// function pointer the runtime calls, if set, for every job it would give
+/// the global pool), resolved by the linker; Swift refuses to name runtime
+/// symbols itself. Sources/Swisted/Reactor/WakeUpHook.swift installs it.
+static inline void * _Nullable * _Nonnull swisted_swift_task_enqueue_global_hook(void) {
+    extern void *swift_task_enqueueGlobal_hook;
+    return &swift_task_enqueueGlobal_hook;
+}
+
+/// Atomically replaces `*slot` by `desired` if it holds `*expected`; else
+/// stores what it holds in `*expected`. True if replaced.
+static inline _Bool swisted_compare_exchange_pointer(void * _Nullable * _Nonnull slot,
+                                                     void * _Nullable * _Nonnull expected,
+                                                     void * _Nullable desired) {
+    return __atomic_compare_exchange_n(slot, expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 #endif

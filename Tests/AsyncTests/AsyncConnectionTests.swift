@@ -166,33 +166,43 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
-    @Test("the same actor from a task without the preference: correct, on the reactor thread, and a nonisolated reader after it is not woken isolated")
+    @Test("an actor on the reactor from a task without the preference: listen, connect, 200 round trips and close are each woken on the reactor thread, isolated, one job per wake-up")
     func actorWithoutPreference() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
         let reactor = thread.reactor
-        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
-        let server = serveEcho(listener)
-        let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
+        let crossBefore = try await thread.onReactor { reactor.crossThreadExecutorJobs }
+        let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
 
-        // Its wake-ups are marked isolated (it waits isolated to the reactor's
-        // executor) although its task has no preference: wherever the task
-        // goes, the mark must not stay set for the next task the reactor resumes.
+        // The task has no preference: a continuation resumed on the reactor
+        // thread would re-enqueue it on the global pool, and its next step
+        // hop back (a job from another thread per wake-up). Each wake-up
+        // must instead run at once on the reactor, isolated to the actor
+        // (Reactor.resume(isolated:) and the global-enqueue hook), with no
+        // task executor (with one, Swift would switch once more).
         let pinger = Pinger(reactor: reactor)
-        let rounds = try await Task { try await pinger.ping(client, rounds: 200) }.value
-        #expect(rounds == 200)
+        let session = try await Task { try await pinger.session(rounds: 200) }.value
+        #expect(session == 200)
+        let cross = try await thread.onReactor { reactor.crossThreadExecutorJobs } - crossBefore
+        #expect(cross <= 2, "\(cross) jobs from other threads: only the task's entry into the actor should be one")
+        let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
+        #expect(jobs <= 200 + 20, "\(jobs) jobs for 200 round trips")
+        // The wake-up mark must not stay set for the next task the reactor resumes.
         let hintLeft = try await thread.onReactor { reactor.resumeIsolatedHint }
         #expect(!hintLeft)
 
         // A nonisolated reader on the reactor afterwards: each wake-up one
-        // job, each step on the reactor thread.
-        let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
+        // job, each step on the reactor thread (not woken isolated).
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
+        let readerJobsBefore = try await thread.onReactor { reactor.executorJobsRun }
         let pinged = try await Task(executorPreference: reactor) {
             try await pingRounds(client, rounds: 200) { reactor.isRunningOnCurrentThread }
         }.value
         #expect(pinged.good == 200)
         #expect(pinged.wrongSteps == 0)
-        let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
-        #expect(jobs <= 200 + 20, "\(jobs) jobs for 200 round trips")
+        let readerJobs = try await thread.onReactor { reactor.executorJobsRun } - readerJobsBefore
+        #expect(readerJobs <= 200 + 20, "\(readerJobs) jobs for 200 round trips")
 
         await client.close()
         await listener.close()
@@ -789,6 +799,25 @@ actor Pinger {
             reactor.preconditionIsolated()
             return true
         }.good
+    }
+
+    /// Listens, connects to its own echo server, makes `rounds` round trips
+    /// and closes both ends, every step isolated to this actor (it traps
+    /// otherwise).
+    func session(rounds: Int) async throws -> Int {
+        let listener = try await reactor.listen(port: 0, interface: "127.0.0.1")
+        reactor.preconditionIsolated()
+        let server = serveEcho(listener)
+        let client = try await reactor.connect(host: "127.0.0.1", port: listener.port)
+        reactor.preconditionIsolated()
+        let good = try await ping(client, rounds: rounds)
+        try await client.write("bye")
+        await client.close()
+        reactor.preconditionIsolated()
+        await listener.close()
+        reactor.preconditionIsolated()
+        await server.value
+        return good
     }
 }
 

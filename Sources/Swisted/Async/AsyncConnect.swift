@@ -86,12 +86,12 @@ final class AsyncProtocolFactory<P: Protocol>: AsyncClientFactory<ReactorBound<P
 extension Reactor {
     /// Runs one async connection attempt: `connect` starts it on the reactor
     /// thread; cancelling the task stops it (`stopConnecting`).
-    func connectAsync<Value: Sendable>(
+    nonisolated(nonsending) func connectAsync<Value: Sendable>(
         _ waiter: OneShot<Value>,
         _ connect: @escaping @Sendable (Reactor) -> Connector
     ) async throws -> Value {
         let attempt = ConnectAttempt()
-        return try await waiter.wait(start: {
+        return try await waiter.wait(on: self, start: {
             self.perform {
                 guard !waiter.isFinished else { return }  // cancelled before it started
                 attempt.connector = connect(self)
@@ -121,7 +121,7 @@ extension Reactor {
     ///
     /// Threading: any task or thread (see ``AsyncConnection``). Waits for the
     /// reactor to run if it is stopped.
-    public func connect(host: String, port: Int, timeout: Double? = 30,
+    public nonisolated(nonsending) func connect(host: String, port: Int, timeout: Double? = 30,
                         bindAddress: (host: String, port: Int)? = nil,
                         options: AsyncConnection.Options = .init()) async throws -> AsyncConnection {
         let bind = bindAddress.map { SendableBind(host: $0.host, port: $0.port) }
@@ -139,7 +139,7 @@ extension Reactor {
     ///   `CancellationError` if the task is cancelled.
     ///
     /// Threading: any task or thread (see ``AsyncConnection``).
-    public func connect(unixPath path: String, timeout: Double? = 30,
+    public nonisolated(nonsending) func connect(unixPath path: String, timeout: Double? = 30,
                         options: AsyncConnection.Options = .init()) async throws -> AsyncConnection {
         let waiter = OneShot<AsyncConnection>()
         return try await connectAsync(waiter) { reactor in
@@ -168,7 +168,7 @@ extension Reactor {
     ///   connection, if it was made meanwhile).
     ///
     /// Threading: any task or thread; `makeProtocol` runs on the reactor thread.
-    public func connectTCP<P: Protocol>(_ host: String, _ port: Int, timeout: Double? = 30,
+    public nonisolated(nonsending) func connectTCP<P: Protocol>(_ host: String, _ port: Int, timeout: Double? = 30,
                                         bindAddress: (host: String, port: Int)? = nil,
                                         _ makeProtocol: @escaping @Sendable () -> P) async throws -> ReactorBound<P> {
         let bind = bindAddress.map { SendableBind(host: $0.host, port: $0.port) }

@@ -120,7 +120,7 @@ public final class AsyncConnection: Sendable {
             case .flushing(let waiter):
                 // Nothing runs on this thread until the task suspends, so the
                 // waiter cannot be resolved before it is installed.
-                try await waiter.wait(start: {})
+                try await waiter.wait(on: core.reactor, start: {})
                 return
             case .notTaken:
                 break
@@ -136,13 +136,13 @@ public final class AsyncConnection: Sendable {
     private nonisolated(nonsending) func submitWrite(_ bytes: [UInt8]) async throws {
         let core = core
         let waiter = OneShot<Void>()
-        try await waiter.wait(start: {
+        try await waiter.wait(on: core.reactor, start: {
             core.reactor.perform { core.submit(.write(bytes, waiter)) }
         })
     }
 
     /// Sends a string as UTF-8, as the byte-array `write` does (same suspension, same errors).
-    public func write(_ string: String) async throws {
+    public nonisolated(nonsending) func write(_ string: String) async throws {
         try await write(Array(string.utf8))
     }
 
@@ -153,10 +153,10 @@ public final class AsyncConnection: Sendable {
     /// ``AsyncConnectionError/closedForWriting``.
     /// - Throws: the reason the connection was lost, if it ended uncleanly
     ///   first; `CancellationError` if the task is cancelled (the half-close still happens).
-    public func closeWrite() async throws {
+    public nonisolated(nonsending) func closeWrite() async throws {
         let core = core
         let waiter = OneShot<Void>()
-        try await waiter.wait(start: {
+        try await waiter.wait(on: core.reactor, start: {
             core.reactor.perform { core.submit(.closeWrite(waiter)) }
         })
     }
@@ -168,10 +168,10 @@ public final class AsyncConnection: Sendable {
     ///
     /// Cancelling the task waiting here aborts the connection (what is not
     /// sent yet is dropped) and returns at once.
-    public func close() async {
+    public nonisolated(nonsending) func close() async {
         let core = core
         let waiter = OneShot<Void>()
-        _ = try? await waiter.wait(start: {
+        _ = try? await waiter.wait(on: core.reactor, start: {
             core.reactor.perform { core.submit(.close(waiter)) }
         }, onCancel: {
             core.reactor.perform { core.abort() }

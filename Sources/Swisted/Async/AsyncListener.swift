@@ -45,10 +45,10 @@ public final class AsyncListener: AsyncSequence, Sendable {
     /// Stops listening and returns once the port is closed. Connections
     /// already taken stay open; those still waiting are closed; a task
     /// waiting for the next connection gets nil. Calling it again just waits.
-    public func close() async {
+    public nonisolated(nonsending) func close() async {
         let core = core
         let waiter = OneShot<Void>()
-        _ = try? await waiter.wait(start: {
+        _ = try? await waiter.wait(on: core.reactor, start: {
             core.reactor.perform { core.close(then: waiter) }
         })
     }
@@ -245,12 +245,12 @@ final class AsyncListenFactory: ServerFactory {
 
 extension Reactor {
     /// Listens on a port via `listen`, wrapped as an ``AsyncListener``.
-    private func listenAsync(
+    private nonisolated(nonsending) func listenAsync(
         maxPendingConnections: Int, options: AsyncConnection.Options,
         _ listen: @escaping @Sendable (Reactor, Factory) throws(CannotListenError) -> ListeningPort
     ) async throws -> AsyncListener {
         let waiter = OneShot<AsyncListener>()
-        return try await waiter.wait(start: {
+        return try await waiter.wait(on: self, start: {
             self.perform {
                 let core = ListenerCore(reactor: self, maxPending: maxPendingConnections)
                 let factory = AsyncListenFactory(reactor: self, listener: core, options: options)
@@ -280,7 +280,7 @@ extension Reactor {
     /// - Throws: ``CannotListenError`` (address in use, bad interface, ...).
     ///
     /// Threading: any task or thread (see ``AsyncConnection``).
-    public func listen(port: Int = 0, interface: String = "", backlog: Int = 50,
+    public nonisolated(nonsending) func listen(port: Int = 0, interface: String = "", backlog: Int = 50,
                        maxPendingConnections: Int = 16,
                        options: AsyncConnection.Options = .init()) async throws -> AsyncListener {
         try await listenAsync(maxPendingConnections: maxPendingConnections, options: options) { reactor, factory throws(CannotListenError) in
@@ -296,7 +296,7 @@ extension Reactor {
     /// - Throws: ``CannotListenError``.
     ///
     /// Threading: any task or thread (see ``AsyncConnection``).
-    public func listen(unixPath path: String, backlog: Int = 50, mode: Int = 0o666,
+    public nonisolated(nonsending) func listen(unixPath path: String, backlog: Int = 50, mode: Int = 0o666,
                        maxPendingConnections: Int = 16,
                        options: AsyncConnection.Options = .init()) async throws -> AsyncListener {
         try await listenAsync(maxPendingConnections: maxPendingConnections, options: options) { reactor, factory throws(CannotListenError) in

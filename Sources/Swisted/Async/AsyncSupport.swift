@@ -18,7 +18,9 @@ struct CarriedError: @unchecked Sendable {
 final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case idle
-        case waiting(UnsafeContinuation<Value, any Error>)
+        /// `wakeOn`: the reactor whose serial executor the waiting code is
+        /// isolated to (an actor on it), if any (``Reactor/resume(isolated:_:)``).
+        case waiting(UnsafeContinuation<Value, any Error>, wakeOn: Reactor?)
         case cancelledEarly
         case finished
     }
@@ -27,12 +29,15 @@ final class OneShot<Value: Sendable>: Sendable {
 
     /// Installs the continuation. If ``cancel()`` came first, resumes it with
     /// `CancellationError` and returns false: nothing should be started.
+    /// `wakeOn`: the reactor whose serial executor the waiting code is
+    /// isolated to, if any: the reactor side then wakes the task in that
+    /// isolation at once (``Reactor/resume(isolated:_:)``).
     @discardableResult
-    func install(_ continuation: UnsafeContinuation<Value, any Error>) -> Bool {
+    func install(_ continuation: UnsafeContinuation<Value, any Error>, wakeOn reactor: Reactor? = nil) -> Bool {
         let cancelled = state.withLock { state -> Bool in
             switch state {
             case .idle:
-                state = .waiting(continuation)
+                state = .waiting(continuation, wakeOn: reactor)
                 return false
             case .cancelledEarly, .finished, .waiting:
                 state = .finished
@@ -43,28 +48,32 @@ final class OneShot<Value: Sendable>: Sendable {
         return !cancelled
     }
 
-    private func take() -> UnsafeContinuation<Value, any Error>? {
-        state.withLock { state in
-            guard case .waiting(let continuation) = state else { return nil }
+    /// Resumes with `result`; false if it was already finished (cancelled).
+    private func finish(_ result: Result<Value, any Error>) -> Bool {
+        let taken = state.withLock { state -> (UnsafeContinuation<Value, any Error>, Reactor?)? in
+            guard case .waiting(let continuation, let reactor) = state else { return nil }
             state = .finished
-            return continuation
+            return (continuation, reactor)
         }
+        guard let (continuation, reactor) = taken else { return false }
+        if let reactor {
+            reactor.resume(isolated: true) { continuation.resume(with: result) }
+        } else {
+            continuation.resume(with: result)
+        }
+        return true
     }
 
     /// Resumes with `value`; false if it was already finished (cancelled).
     @discardableResult
     func succeed(_ value: Value) -> Bool {
-        guard let continuation = take() else { return false }
-        continuation.resume(returning: value)
-        return true
+        finish(.success(value))
     }
 
     /// Resumes throwing `error`; false if it was already finished.
     @discardableResult
     func fail(_ error: any Error) -> Bool {
-        guard let continuation = take() else { return false }
-        continuation.resume(throwing: error)
-        return true
+        finish(.failure(error))
     }
 
     /// Task cancellation: resumes with `CancellationError` if still waiting,
@@ -75,7 +84,7 @@ final class OneShot<Value: Sendable>: Sendable {
             case .idle:
                 state = .cancelledEarly
                 return nil
-            case .waiting(let continuation):
+            case .waiting(let continuation, _):
                 state = .finished
                 return continuation
             case .cancelledEarly, .finished:
@@ -97,14 +106,17 @@ final class OneShot<Value: Sendable>: Sendable {
 
     /// Suspends until the reactor side resolves it (or the task is
     /// cancelled); `start` runs once the continuation is installed, unless
-    /// the task was cancelled already.
+    /// the task was cancelled already. `reactor`: the reactor that resolves
+    /// it; a caller isolated to an actor on it is woken in that isolation.
     @inline(never)  // its closures' task allocations would move into callers' fast paths (write)
-    nonisolated(nonsending) func wait(start: () -> Void, onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
-        try await withCancellationHandler {
+    nonisolated(nonsending) func wait(on reactor: Reactor, start: () -> Void,
+                                      onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
+        let wakeOn = reactor.isSerialExecutor(of: #isolation) ? reactor : nil
+        return try await withCancellationHandler {
             self.cancel()
             onCancel()
         } suspending: { continuation in
-            if install(continuation) { start() }
+            if install(continuation, wakeOn: wakeOn) { start() }
         }
     }
 }

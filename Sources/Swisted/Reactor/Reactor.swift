@@ -95,6 +95,8 @@ public final class Reactor: @unchecked Sendable {
     /// ``asUnownedSerialExecutor()``'s value, made once (actors ask for it at
     /// every hop, and the async API at every wait of an actor).
     private(set) var unownedSerialExecutor: UnownedSerialExecutor!
+    /// ``asUnownedTaskExecutor()``'s value, made once (set with the above).
+    private(set) var unownedTaskExecutor: UnownedTaskExecutor!
     private var triggers: [Trigger] = []
     private var nextTriggerID = 0
 
@@ -155,6 +157,7 @@ public final class Reactor: @unchecked Sendable {
         timers.earliestMovedEarlier = { [unowned self] time in self.armTimer(for: time) }
         serialExecutor = ReactorSerialExecutor(reactor: self)
         unownedSerialExecutor = UnownedSerialExecutor(ordinary: serialExecutor)
+        unownedTaskExecutor = UnownedTaskExecutor(ordinary: self)
     }
 
     deinit {
@@ -202,6 +205,8 @@ public final class Reactor: @unchecked Sendable {
         }
         defer { runningThread.store(0, ordering: .releasing) }
         guard state == .idle else { throw ReactorAlreadyRunning() }  // run() from inside a shutdown trigger
+        let outerReactor = WakeUpHook.enter(self)
+        defer { WakeUpHook.leave(restoring: outerReactor) }
 
         state = .running
         stopRequested = false

@@ -35,14 +35,17 @@ import Glibc
 /// runs on the reactor thread *as nonisolated code*: calling from it into
 /// nonisolated async functions makes no hop; only entering an actor does.
 ///
-/// Give the reactor as executor preference also to tasks that run an
-/// actor's async code on it: Swift resumes a suspended task on its preferred
-/// executor, or on the global pool if it has none, before returning to the
-/// actor, so without the preference every await that suspends (waiting for
-/// data, say) is a hop to a pool thread and back. With it, the async
-/// connection API wakes a task that waits isolated to the reactor's
-/// executor directly in that isolation (``resume(isolated:_:)``): one job
-/// per wake-up, as for nonisolated code.
+/// An actor on the reactor needs no executor preference for its tasks
+/// (`Task { await actor.serve() }`): a task waiting in it through the async
+/// connection API (``AsyncConnection``'s `inbound`, `write`, `close`, an
+/// ``AsyncListener``'s connections, ``listen(port:interface:backlog:maxPendingConnections:options:)``,
+/// ``connect(host:port:timeout:bindAddress:options:)``) is woken on the
+/// reactor thread, isolated to the actor, as one job (``resume(isolated:_:)``;
+/// without a preference through Swift's global-enqueue hook, see
+/// ``WakeUpHook``). Other awaits in such a task (`Task.sleep`, another
+/// task's value, a continuation you resume yourself) resume on the global
+/// pool first and hop back: give the task the reactor as preference
+/// (`Task(executorPreference: reactor)`) if it awaits those often.
 /// (Internally, actor jobs reach the reactor through a separate serial
 /// executor object, ``asUnownedSerialExecutor()``, so the reactor can run
 /// each job in the context it was enqueued for.)
@@ -55,23 +58,47 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// run as nonisolated code with the reactor as task executor; actor jobs
     /// come through ``asUnownedSerialExecutor()`` and run isolated to it.
     public func enqueue(_ job: consuming ExecutorJob) {
-        schedule(ReactorJob(job: UnownedJob(job), isolated: false))
+        schedule(UnownedJob(job), isolated: false)
     }
 
     /// Queues a job for the reactor thread: locally (no lock, no wake-up)
-    /// when called on it, else through the cross-thread queue.
-    func schedule(_ job: ReactorJob) {
+    /// when called on it, else through the cross-thread queue. `isolated`:
+    /// an actor's job (enqueued on ``asUnownedSerialExecutor()``), else the
+    /// job of a task preferring the reactor.
+    ///
+    /// An actor's job runs with no task executor, as the runtime runs
+    /// actors' jobs, except the job of the task ``resume(isolated:_:)`` is
+    /// waking: that task prefers the reactor (tasks without a preference go
+    /// to the global enqueue instead, see ``WakeUpHook``), so it gets the
+    /// reactor as task executor too (``JobContext``). A task preferring the
+    /// reactor that enters an actor on it otherwise may take one or two
+    /// extra jobs (Swift switches where the two differ) until its first
+    /// such wake-up.
+    func schedule(_ job: UnownedJob, isolated: Bool) {
         if isRunningOnCurrentThread {
-            var job = job
+            var context: JobContext = isolated ? .isolated : .nonisolated
             if resumeIsolatedHint {  // the task resume(isolated:_:) is resuming
                 resumeIsolatedHint = false
-                job = ReactorJob(job: job.job, isolated: true)
+                context = .isolatedPreferringReactor
             }
-            if localJobs.append(job) { startIdle() }
+            if localJobs.append(ReactorJob(job: job, context: context)) { startIdle() }
         } else {
-            crossThreadJobs.append(.job(job))
+            crossThreadJobs.append(.job(ReactorJob(job: job, context: isolated ? .isolated : .nonisolated)))
             uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
         }
+    }
+
+    /// Takes the global-pool enqueue of the task ``resume(isolated:_:)`` is
+    /// waking, if it is waking one (``WakeUpHook``): such a task has no
+    /// executor preference (with one, its job would have come to
+    /// ``enqueue(_:)``), so its job runs isolated to the reactor's serial
+    /// executor with no task executor. False otherwise (the caller passes
+    /// the job on to the global pool). Reactor thread.
+    func takeWakeUp(_ job: UnownedJob) -> Bool {
+        guard resumeIsolatedHint else { return false }
+        resumeIsolatedHint = false
+        if localJobs.append(ReactorJob(job: job, context: .isolated)) { startIdle() }
+        return true
     }
 
     /// This reactor as the executor of an actor (`unownedExecutor`): every
@@ -90,14 +117,16 @@ extension Reactor: SerialExecutor, TaskExecutor {
 
     /// Resumes a suspended consumer (`resume` resumes its continuation) from
     /// the reactor thread. `isolated`: the consumer waits in code isolated to
-    /// this reactor's serial executor (an actor on it, in a task preferring
-    /// the reactor). A resumed continuation re-enqueues its task on its
-    /// preferred executor as nonisolated work; the task's first step is then
-    /// back into the actor, which would be a second job. Marking that one
-    /// enqueue as isolated runs the task isolated to the serial executor at
-    /// once (the step into the actor is then no switch at all). Tasks that
-    /// wait in nonisolated code are resumed as nonisolated work, as before:
-    /// for them an isolated job would cost the second job instead.
+    /// this reactor's serial executor (an actor on it). A resumed
+    /// continuation re-enqueues its task as nonisolated work: on its
+    /// preferred executor (the reactor's ``enqueue(_:)``), or on the global
+    /// pool if it has none; the task's first step is then back into the
+    /// actor, a second job (or a hop to a pool thread and back). Marking that
+    /// one enqueue runs the task isolated to the serial executor at once,
+    /// on the reactor thread, with the task executor its preference calls
+    /// for (``JobContext``; the global enqueue is taken by ``WakeUpHook``).
+    /// Tasks that wait in nonisolated code are resumed as before: for them
+    /// an isolated job would cost the second job instead.
     @inline(__always)
     func resume(isolated: Bool, _ resume: () -> Void) {
         guard isolated, isRunningOnCurrentThread else { return resume() }
@@ -108,7 +137,7 @@ extension Reactor: SerialExecutor, TaskExecutor {
 
     /// This reactor as a task executor preference (`Task(executorPreference:)`).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
-        UnownedTaskExecutor(ordinary: self)
+        unownedTaskExecutor
     }
 
     /// Traps unless called on the thread running this reactor: what
@@ -122,26 +151,45 @@ extension Reactor: SerialExecutor, TaskExecutor {
         isRunningOnCurrentThread
     }
 
-    /// Runs one job on this thread: an actor's job isolated to the reactor's
-    /// serial executor (with the reactor as task executor too), a task's job
-    /// as nonisolated code on the reactor as task executor, so that its
-    /// nonisolated async calls need no executor switch (one job each, before).
+    /// Runs one job on this thread in its ``JobContext``: a task's job as
+    /// nonisolated code on the reactor as task executor (its nonisolated
+    /// async calls then need no executor switch), an actor's job isolated to
+    /// the reactor's serial executor, with the reactor as task executor or
+    /// none.
     func runJob(_ job: ReactorJob) {
         executorJobsRun &+= 1
-        if job.isolated {
-            job.job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
-        } else {
-            job.job.runSynchronously(on: asUnownedTaskExecutor())
+        switch job.context {
+        case .nonisolated:
+            job.job.runSynchronously(on: unownedTaskExecutor)
+        case .isolatedPreferringReactor:
+            job.job.runSynchronously(isolatedTo: unownedSerialExecutor, taskExecutor: unownedTaskExecutor)
+        case .isolated:
+            job.job.runSynchronously(on: unownedSerialExecutor)
         }
     }
 }
 
-/// A Swift concurrency job for the reactor, and how it was enqueued:
-/// `isolated` for an actor's job (through ``ReactorSerialExecutor``), not for a
-/// job of a task that prefers the reactor as its task executor.
+/// How the reactor runs a Swift concurrency job. At every executor check
+/// Swift compares the task executor the job runs on with its task's
+/// preference, and switches (one more job) where they differ: a job should
+/// run with the reactor as task executor exactly when its task prefers the
+/// reactor.
+enum JobContext: UInt8 {
+    /// A job of a task preferring the reactor (enqueued on the reactor as
+    /// task executor): nonisolated code, the reactor as task executor.
+    case nonisolated
+    /// An actor's job (isolated to the reactor's serial executor) whose task
+    /// prefers the reactor: the reactor as task executor too.
+    case isolatedPreferringReactor
+    /// An actor's job whose task has no preference (or another): no task
+    /// executor, as the runtime runs actors' jobs.
+    case isolated
+}
+
+/// A Swift concurrency job for the reactor, and the context to run it in.
 struct ReactorJob {
     let job: UnownedJob
-    let isolated: Bool
+    let context: JobContext
 }
 
 /// The executor jobs enqueued on the reactor thread itself, run in batches
@@ -206,7 +254,7 @@ final class ReactorSerialExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        reactor.schedule(ReactorJob(job: UnownedJob(job), isolated: true))
+        reactor.schedule(UnownedJob(job), isolated: true)
     }
 
     func asUnownedSerialExecutor() -> UnownedSerialExecutor {
