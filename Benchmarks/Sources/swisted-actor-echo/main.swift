@@ -1,10 +1,10 @@
 // swisted-actor-echo: the async echo (swisted-async-echo) with its loops
 // isolated to an actor whose executor is the reactor, as an actor-based
 // service would write it: `for try await chunk in connection.inbound` and
-// `try await connection.write(chunk)` inside an actor method. The tasks prefer
-// the reactor as executor (`addTask(executorPreference: reactor)`): without
-// that, Swift resumes a task after each suspension on the global pool first,
-// a thread hop per await (see the README, "Using Swisted from async code").
+// `try await connection.write(chunk)` inside an actor method. The tasks have
+// no executor preference, as plain actor code: Swisted wakes a task waiting
+// in the actor on the reactor thread, in the actor's isolation (see the
+// README, "Using Swisted from async code"), so a round trip makes no hop.
 //
 //   swisted-actor-echo --port N [--host 127.0.0.1]
 //
@@ -21,8 +21,7 @@ import Musl
 
 /// The echo, isolated to an actor whose executor is the reactor: every
 /// `await` below stays on the reactor thread (no thread hop); resuming after a
-/// suspension is a job on the reactor as task executor, then one more to
-/// re-enter the actor.
+/// suspension is one job on the reactor, isolated to the actor.
 actor Echo {
     let reactor: Reactor
     nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
@@ -46,7 +45,7 @@ actor Echo {
         await withDiscardingTaskGroup { connections in
             do {
                 for try await connection in listener {
-                    connections.addTask(executorPreference: reactor) { await self.echo(connection) }
+                    connections.addTask { await self.echo(connection) }
                 }
             } catch {
                 eprint("swisted-actor-echo: accept loop ended: \(error)")
@@ -75,7 +74,7 @@ func main() throws {
     let reactor = Reactor()
     // The task starts once the reactor runs (its jobs wait until then).
     let echo = Echo(reactor: reactor)
-    Task(executorPreference: reactor) {
+    Task {
         await echo.serve(port: portNumber, host: host)
     }
     try reactor.run(installSignalHandlers: true)
