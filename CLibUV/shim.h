@@ -54,6 +54,19 @@ static inline const void * _Nonnull swisted_swift_task_remove_cancellation_handl
     return (const void *)&swift_task_removeCancellationHandler;
 }
 
+/// The addresses of `swift_task_getCurrent` (the running task, or null) and
+/// `swift_task_isCancelled` (what `Task.isCancelled` is made of, without its
+/// retain and release of the task), called the same way.
+static inline const void * _Nonnull swisted_swift_task_get_current(void) {
+    extern void swift_task_getCurrent(void);
+    return (const void *)&swift_task_getCurrent;
+}
+
+static inline const void * _Nonnull swisted_swift_task_is_cancelled(void) {
+    extern void swift_task_isCancelled(void);
+    return (const void *)&swift_task_isCancelled;
+}
+
 /// The address of the Swift concurrency runtime's global-enqueue hook (a
 /// function pointer the runtime calls, if set, for every job it would give
 /// the global pool), resolved by the linker; Swift refuses to name runtime

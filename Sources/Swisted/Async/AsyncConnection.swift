@@ -113,7 +113,8 @@ public final class AsyncConnection: Sendable {
         if core.reactor.isRunningOnCurrentThread {
             // A task on the reactor's executor (or an actor on it): no hop,
             // and usually no suspension either.
-            try Task.checkCancellation()  // a write cancelled before it was handed over is never sent
+            // A write cancelled before it was handed over is never sent.
+            if CancellationScope.currentTaskIsCancelled { throw CancellationError() }
             switch core.writeNow(bytes) {
             case .done:
                 return
@@ -202,12 +203,14 @@ public final class AsyncConnection: Sendable {
         /// `next()` throws the connection's loss reason or `CancellationError`.
         public struct AsyncIterator: AsyncIteratorProtocol {
             let connection: AsyncConnection
+            /// Whether the caller's actor runs on the reactor.
+            var isolation = IsolationCache()
 
             /// The next chunk, nil at the end.
             /// - Throws: the reason the connection was lost uncleanly;
             ///   `CancellationError`; ``AsyncConnectionError/concurrentIteration``.
             public mutating func next() async throws -> [UInt8]? {
-                try await connection.core.nextChunk()
+                try await connection.core.nextChunk(isolatedToReactor: false)
             }
 
             /// The next chunk, nil at the end, in the caller's isolation
@@ -215,7 +218,8 @@ public final class AsyncConnection: Sendable {
             /// executor waits here without leaving it.
             /// - Throws: as ``next()``.
             public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
-                try await connection.core.nextChunk()
+                let core = connection.core
+                return try await core.nextChunk(isolatedToReactor: isolation.runsOn(core.reactor, actor))
             }
         }
     }

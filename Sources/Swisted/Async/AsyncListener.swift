@@ -63,11 +63,13 @@ public final class AsyncListener: AsyncSequence, Sendable {
     /// `next()` throws `CancellationError` if the task is cancelled.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let listener: AsyncListener
+        /// Whether the caller's actor runs on the reactor.
+        var isolation = IsolationCache()
 
         /// The next accepted connection; nil once the listener is closed.
         /// - Throws: `CancellationError`; ``AsyncConnectionError/concurrentIteration``.
         public mutating func next() async throws -> AsyncConnection? {
-            try await listener.core.next()
+            try await listener.core.next(isolatedToReactor: false)
         }
 
         /// The next accepted connection, in the caller's isolation (what
@@ -75,7 +77,8 @@ public final class AsyncListener: AsyncSequence, Sendable {
         /// here without leaving it, as on ``AsyncConnection/inbound``.
         /// - Throws: as ``next()``.
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> AsyncConnection? {
-            try await listener.core.next()
+            let core = listener.core
+            return try await core.next(isolatedToReactor: isolation.runsOn(core.reactor, actor))
         }
     }
 }
@@ -200,10 +203,10 @@ final class ListenerCore: @unchecked Sendable {
 
     /// The next connection for the iterator (any thread).
     /// `nonisolated(nonsending)`: it runs in the caller's isolation, like
-    /// ``ConnectionCore/nextChunk()``.
-    nonisolated(nonsending) func next() async throws -> AsyncConnection? {
+    /// ``ConnectionCore/nextChunk(isolatedToReactor:)``.
+    nonisolated(nonsending) func next(isolatedToReactor: Bool) async throws -> AsyncConnection? {
         let max = maxPending
-        return try await state.nextElement(isolatedToReactor: reactor.isSerialExecutor(of: #isolation)) { state in
+        return try await state.nextElement(isolatedToReactor: isolatedToReactor) { state in
             state.take(maxPending: max)
         } deliver: { step in
             switch step {

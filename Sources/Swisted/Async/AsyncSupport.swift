@@ -121,6 +121,31 @@ final class OneShot<Value: Sendable>: Sendable {
     }
 }
 
+/// Whether an iterator's caller, an actor, runs on the reactor's serial
+/// executor (``Reactor/isSerialExecutor(of:)``), asked once per actor rather
+/// than at every wait (the actor's `unownedExecutor`, ~100 instructions).
+/// The answer only steers how the waiting task is woken
+/// (``Reactor/resume(isolated:_:)``): were it stale, a wake-up would take a
+/// detour through one more executor switch, never run in the wrong place.
+///
+/// Threading: part of an iterator (one task at a time).
+struct IsolationCache {
+    private var actor: ObjectIdentifier?
+    private var onReactor = false
+
+    /// True if `actor` runs on `reactor`'s serial executor.
+    @inline(__always)
+    mutating func runsOn(_ reactor: Reactor, _ actor: (any Actor)?) -> Bool {
+        guard let actor else { return false }
+        let id = ObjectIdentifier(actor)
+        if id != self.actor {
+            self.actor = id
+            onReactor = reactor.isSerialExecutor(of: actor)
+        }
+        return onReactor
+    }
+}
+
 /// The one consumer of a single-consumer async sequence (an
 /// ``AsyncListener``'s connections, an ``AsyncConnection``'s inbound chunks):
 /// the continuation of the task waiting for the next element, kept in the
@@ -167,7 +192,7 @@ struct ConsumerSlot<Element: Sendable> {
 
     fileprivate mutating func install<Step>(_ waiter: Waiter, id: Int) -> ConsumerOutcome<Step> {
         if self.waiter != nil { return .busy }
-        if Task.isCancelled { return .cancelled }
+        if CancellationScope.currentTaskIsCancelled { return .cancelled }
         self.waiter = waiter
         waiterID = id
         return .installed

@@ -29,6 +29,21 @@ enum CancellationScope {
 
     @inline(__always)
     static var remove: Remove { unsafeBitCast(swisted_swift_task_remove_cancellation_handler(), to: Remove.self) }
+
+    typealias GetCurrent = @convention(thin) () -> UnsafeRawPointer?
+    typealias IsCancelled = @convention(thin) (UnsafeRawPointer) -> Bool
+
+    /// `Task.isCancelled`, from the runtime's two entry points it is made of
+    /// (`swift_task_getCurrent`, `swift_task_isCancelled`): the standard
+    /// library's is not inlinable and retains and releases the task (~120
+    /// instructions a call; the async write and every wait ask it).
+    /// False outside a task.
+    @inline(__always)
+    static var currentTaskIsCancelled: Bool {
+        let current = unsafeBitCast(swisted_swift_task_get_current(), to: GetCurrent.self)
+        guard let task = current() else { return false }
+        return unsafeBitCast(swisted_swift_task_is_cancelled(), to: IsCancelled.self)(task)
+    }
 }
 
 /// Suspends the current task with a continuation, as

@@ -436,12 +436,13 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// The next chunk for the inbound sequence (any thread).
     /// `nonisolated(nonsending)`: it runs in the caller's isolation, so an
-    /// actor (or a task) on the reactor's executor makes no executor switch
-    /// (`#isolation` here is that caller's actor, if any).
+    /// actor (or a task) on the reactor's executor makes no executor switch.
+    /// `isolatedToReactor`: that caller is an actor on the reactor (see
+    /// ``ConsumerSlot/Waiter``).
     @inline(__always)  // one async frame and one executor check less per read
-    nonisolated(nonsending) func nextChunk() async throws -> [UInt8]? {
+    nonisolated(nonsending) func nextChunk(isolatedToReactor: Bool) async throws -> [UInt8]? {
         let low = inboundLowWater
-        return try await inbound.nextElement(isolatedToReactor: reactor.isSerialExecutor(of: #isolation)) { state in
+        return try await inbound.nextElement(isolatedToReactor: isolatedToReactor) { state in
             state.take(lowWater: low)
         } deliver: { step in
             switch step {

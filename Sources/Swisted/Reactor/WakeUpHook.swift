@@ -43,7 +43,11 @@ enum WakeUpHook {
     /// Installs the hook, once per process.
     private static let installed: Void = {
         let hook: Hook = { job, original in
-            if let reactor = WakeUpHook.reactorOnThisThread(), reactor.takeWakeUp(job) { return }
+            // The reactor is alive while its run() is on this thread's stack: no retain.
+            if let raw = pthread_getspecific(WakeUpHook.runningReactor),
+               Unmanaged<Reactor>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.takeWakeUp(job) }) {
+                return
+            }
             if let previous = WakeUpHook.previous { previous(job, original) } else { original(job) }
         }
         let slot = swisted_swift_task_enqueue_global_hook()
@@ -54,13 +58,6 @@ enum WakeUpHook {
             if swisted_compare_exchange_pointer(slot, &expected, mine) { break }
         }
     }()
-
-    /// The reactor whose `run()` is on this thread's stack, if any.
-    @inline(__always)
-    private static func reactorOnThisThread() -> Reactor? {
-        guard let raw = pthread_getspecific(runningReactor) else { return nil }
-        return Unmanaged<Reactor>.fromOpaque(raw).takeUnretainedValue()
-    }
 
     /// Marks `reactor` as running on this thread (installing the hook the
     /// first time); returns what was marked before, for ``leave(restoring:)``.
