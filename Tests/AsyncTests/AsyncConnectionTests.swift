@@ -693,6 +693,37 @@ struct AsyncReleaseTests {
         await thread.stop()
     }
 
+    @Test("a write from a cancelled task on the reactor (the no-suspension path) is never sent; a later write is")
+    func cancelledTaskWriteOnReactorIsNotSent() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
+
+        let outcome = await Task(executorPreference: reactor) { () -> (onReactor: Bool, cancelledWrite: Bool) in
+            withUnsafeCurrentTask { $0?.cancel() }
+            let onReactor = reactor.isRunningOnCurrentThread
+            do {
+                try await client.write([UInt8](repeating: 0xEE, count: 100))
+                return (onReactor, false)
+            } catch {
+                return (onReactor, error is CancellationError)
+            }
+        }.value
+        #expect(outcome.onReactor, "the write took the reactor-thread path")
+        #expect(outcome.cancelledWrite, "the cancelled task's write threw CancellationError")
+        try await client.write(pattern(count: 1000))
+        await client.close()
+
+        var checker = PatternChecker()
+        for try await chunk in server.inbound { checker.check(chunk) }
+        #expect(checker.received == 1000, "only the later write's bytes arrived")
+        #expect(checker.mismatches == 0)
+
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
     @Test("cancelling close() aborts the connection: the stuck write throws ConnectionAborted")
     func cancelledCloseAborts() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
