@@ -118,6 +118,7 @@ struct AsyncConnectionTests {
         let port = listener.port
 
         let jobsBefore = try await thread.onReactor { reactor.executorJobsRun }
+        let afterReadBefore = try await thread.onReactor { reactor.jobBatchesRunAfterRead }
         let outcome = try await Task(executorPreference: reactor) { () -> (rounds: Int, offThread: Int) in
             let client = try await reactor.connect(host: "127.0.0.1", port: port)
             let connectedOffThread = reactor.isRunningOnCurrentThread ? 0 : 1
@@ -131,6 +132,11 @@ struct AsyncConnectionTests {
         // the global pool, so its awaits are not the reactor's jobs).
         let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
         #expect(jobs <= 1000 + 20, "\(jobs) jobs for 1,000 round trips")
+        // Each wake-up ran at the end of the read callback that woke it (so
+        // the next write goes out before libuv reads the socket again), not
+        // at the next loop iteration.
+        let afterRead = try await thread.onReactor { reactor.jobBatchesRunAfterRead } - afterReadBefore
+        #expect(afterRead >= 1000 - 20, "\(afterRead) of 1,000 wake-ups ran at the end of their read callback")
 
         await listener.close()
         await server.value

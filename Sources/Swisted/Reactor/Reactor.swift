@@ -417,15 +417,35 @@ public final class Reactor: @unchecked Sendable {
             soon.removeAll(keepingCapacity: true)
             for function in batch { function() }
         }
-        if !localJobs.isEmpty {
-            // Each access is its own statement: a job may queue the next batch.
-            let count = localJobs.startBatch()
-            var index = 0
-            while index < count {
-                runJob(localJobs.batchJob(index))
-                index += 1
-            }
+        if !localJobs.isEmpty { runJobBatch() }
+        if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
+    }
+
+    /// Runs the executor jobs queued on this thread so far (jobs they queue
+    /// wait for the next batch).
+    private func runJobBatch() {
+        // Each access is its own statement: a job may queue the next batch.
+        let count = localJobs.startBatch()
+        var index = 0
+        while index < count {
+            runJob(localJobs.batchJob(index))
+            index += 1
         }
+    }
+
+    /// Runs the executor jobs queued so far, now, at the end of a read
+    /// callback of the async API (not from inside a protocol callback): the
+    /// task that read woke runs, and usually writes its answer, before
+    /// libuv reads the socket again. A read that filled the buffer is read
+    /// again at once; with the answer not yet written that read finds
+    /// nothing in a request-response exchange (one `read` and one
+    /// `epoll_wait` more per request), while the callback API answers inside
+    /// its callback. Jobs still run one batch at a time, in order.
+    /// Reactor thread.
+    func runJobsAfterRead() {
+        guard !localJobs.isEmpty else { return }
+        jobBatchesRunAfterRead &+= 1
+        runJobBatch()
         if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
     }
 
@@ -467,6 +487,9 @@ public final class Reactor: @unchecked Sendable {
     /// thread. For tests: a task waiting for data costs one per wake-up.
     /// `@exclusivity(unchecked)`: reactor thread only, one increment per job.
     @exclusivity(unchecked) package internal(set) var executorJobsRun = 0
+    /// Batches of executor jobs run at the end of an async read callback
+    /// (``runJobsAfterRead()``), since it was made. Reactor thread. For tests.
+    @exclusivity(unchecked) package private(set) var jobBatchesRunAfterRead = 0
 
     /// True only on the thread inside ``run(installSignalHandlers:)``.
     var isRunningOnCurrentThread: Bool {

@@ -25,7 +25,10 @@ import Glibc
 /// on the reactor thread the same way.
 ///
 /// Jobs enqueued from the reactor thread itself run at the next loop
-/// iteration, before polling (no lock, no system call); jobs from other
+/// iteration, before polling (no lock, no system call), or, when a read of
+/// the async connection API woke them, at the end of that read's callback
+/// (so an answer is written before libuv reads the socket again, as a
+/// protocol's `dataReceived` would write it); jobs from other
 /// threads enter through the same `uv_async_t` wake-up as
 /// ``callFromThread(_:)``, in one FIFO with it. Neither allocates per job.
 /// Jobs wait while the reactor is not running and run at the next
