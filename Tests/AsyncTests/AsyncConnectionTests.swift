@@ -161,7 +161,7 @@ struct AsyncConnectionTests {
         let after = try await thread.onReactor { reactor.crossThreadExecutorJobs }
         #expect(after - before <= 2, "only the test's own entry and exit cross threads, not the 2,000 awaits")
         // One job per round trip, as for nonisolated code: the read's wake-up
-        // runs isolated to the actor at once (Reactor.resume(isolated:)), and
+        // runs isolated to the actor at once (Reactor.resume(isolated:waking:)), and
         // the wait suspends in the actor's isolation (no switch out and back).
         let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
         #expect(jobs <= 1000 + 20, "\(jobs) jobs for 1,000 round trips")
@@ -183,7 +183,7 @@ struct AsyncConnectionTests {
         // thread would re-enqueue it on the global pool, and its next step
         // hop back (a job from another thread per wake-up). Each wake-up
         // must instead run at once on the reactor, isolated to the actor
-        // (Reactor.resume(isolated:) and the global-enqueue hook), with no
+        // (Reactor.resume(isolated:waking:) and the global-enqueue hook), with no
         // task executor (with one, Swift would switch once more).
         let pinger = Pinger(reactor: reactor)
         let session = try await Task { try await pinger.session(rounds: 200) }.value
@@ -193,7 +193,7 @@ struct AsyncConnectionTests {
         let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
         #expect(jobs <= 200 + 20, "\(jobs) jobs for 200 round trips")
         // The wake-up mark must not stay set for the next task the reactor resumes.
-        let hintLeft = try await thread.onReactor { reactor.resumeIsolatedHint }
+        let hintLeft = try await thread.onReactor { reactor.wakingIsolated != nil }
         #expect(!hintLeft)
 
         // A nonisolated reader on the reactor afterwards: each wake-up one
@@ -214,6 +214,32 @@ struct AsyncConnectionTests {
         await listener.close()
         await server.value
         await thread.stop()
+    }
+
+    @Test("an actor on reactor A reading a connection of reactor B (two reactor threads): correct, every step isolated to A, no wake-up mark left on either")
+    func actorReadsAnotherReactorsConnection() async throws {
+        let threadA = await BackgroundReactor.start(timeLimit: 50)
+        let threadB = await BackgroundReactor.start(timeLimit: 50)
+        let reactorA = threadA.reactor, reactorB = threadB.reactor
+        let listener = try await reactorB.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await reactorB.connect(host: "127.0.0.1", port: listener.port)
+
+        // B's read callbacks resume the actor's task: it does not wait
+        // isolated to B's executor, so B wakes it as any task (through the
+        // global pool, then into A). Each step checks it is isolated to A.
+        let pinger = Pinger(reactor: reactorA)
+        let rounds = try await Task { try await pinger.ping(client, rounds: 100) }.value
+        #expect(rounds == 100)
+        let markA = try await threadA.onReactor { reactorA.wakingIsolated != nil }
+        let markB = try await threadB.onReactor { reactorB.wakingIsolated != nil }
+        #expect(!markA && !markB)
+
+        await client.close()
+        await listener.close()
+        await server.value
+        await threadB.stop()
+        await threadA.stop()
     }
 
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")

@@ -86,9 +86,10 @@ public final class Reactor: @unchecked Sendable {
     /// Executor jobs enqueued on the reactor thread itself: run from the idle
     /// phase, with no lock and no wake-up syscall.
     @exclusivity(unchecked) var localJobs = LocalJobQueue()
-    /// Set by `resume(isolated:_:)` while it resumes a task waiting isolated
-    /// to the serial executor: the task's enqueue then queues an isolated job.
-    @exclusivity(unchecked) var resumeIsolatedHint = false
+    /// Set by `resume(isolated:waking:_:)` while it resumes a task waiting
+    /// isolated to the serial executor: that task (its address); its enqueue
+    /// then queues an isolated job.
+    @exclusivity(unchecked) var wakingIsolated: UnsafeRawPointer?
     /// The reactor as the serial executor of actors (see `ReactorSerialExecutor`);
     /// set at the end of `init`, never changed.
     private(set) var serialExecutor: ReactorSerialExecutor!
@@ -424,6 +425,9 @@ public final class Reactor: @unchecked Sendable {
     /// Runs the executor jobs queued on this thread so far (jobs they queue
     /// wait for the next batch).
     private func runJobBatch() {
+        assert(!runningJobBatch, "Swisted: a job batch ran inside another (a nested loop run?)")
+        runningJobBatch = true
+        defer { runningJobBatch = false }
         // Each access is its own statement: a job may queue the next batch.
         let count = localJobs.startBatch()
         var index = 0
@@ -433,20 +437,20 @@ public final class Reactor: @unchecked Sendable {
         }
     }
 
-    /// Runs the executor jobs queued so far, now, at the end of a read
-    /// callback of the async API (not from inside a protocol callback): the
-    /// task that read woke runs, and usually writes its answer, before
+    /// Runs the idle phase's work now (``callSoon(_:)`` functions, then one
+    /// batch of executor jobs, in that order as always), at the end of a
+    /// read callback of the async API, after its protocol callback returned:
+    /// the task that read woke runs, and usually writes its answer, before
     /// libuv reads the socket again. A read that filled the buffer is read
-    /// again at once; with the answer not yet written that read finds
+    /// again at once; with the answer not yet written, that read finds
     /// nothing in a request-response exchange (one `read` and one
     /// `epoll_wait` more per request), while the callback API answers inside
-    /// its callback. Jobs still run one batch at a time, in order.
-    /// Reactor thread.
-    func runJobsAfterRead() {
-        guard !localJobs.isEmpty else { return }
+    /// its callback. Other work queued on this thread runs then too,
+    /// earlier than the idle phase would have run it. Reactor thread.
+    func runSoonAfterRead() {
+        guard !soon.isEmpty || !localJobs.isEmpty else { return }
         jobBatchesRunAfterRead &+= 1
-        runJobBatch()
-        if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
+        runSoon()
     }
 
     // MARK: Threads
@@ -487,9 +491,12 @@ public final class Reactor: @unchecked Sendable {
     /// thread. For tests: a task waiting for data costs one per wake-up.
     /// `@exclusivity(unchecked)`: reactor thread only, one increment per job.
     @exclusivity(unchecked) package internal(set) var executorJobsRun = 0
-    /// Batches of executor jobs run at the end of an async read callback
-    /// (``runJobsAfterRead()``), since it was made. Reactor thread. For tests.
+    /// Rounds of the idle phase's work run at the end of an async read
+    /// callback (``runSoonAfterRead()``), since it was made. Reactor thread.
+    /// For tests.
     @exclusivity(unchecked) package private(set) var jobBatchesRunAfterRead = 0
+    /// True while `runJobBatch` runs (debug check: batches never nest).
+    private var runningJobBatch = false
 
     /// True only on the thread inside ``run(installSignalHandlers:)``.
     var isRunningOnCurrentThread: Bool {

@@ -43,7 +43,7 @@ import Glibc
 /// connection API (``AsyncConnection``'s `inbound`, `write`, `close`, an
 /// ``AsyncListener``'s connections, ``listen(port:interface:backlog:maxPendingConnections:options:)``,
 /// ``connect(host:port:timeout:bindAddress:options:)``) is woken on the
-/// reactor thread, isolated to the actor, as one job (``resume(isolated:_:)``;
+/// reactor thread, isolated to the actor, as one job (``resume(isolated:waking:_:)``;
 /// without a preference through Swift's global-enqueue hook, see
 /// ``WakeUpHook``). Other awaits in such a task (`Task.sleep`, another
 /// task's value, a continuation you resume yourself) resume on the global
@@ -70,18 +70,18 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// job of a task preferring the reactor.
     ///
     /// An actor's job runs with no task executor, as the runtime runs
-    /// actors' jobs, except the job of the task ``resume(isolated:_:)`` is
-    /// waking: that task prefers the reactor (tasks without a preference go
-    /// to the global enqueue instead, see ``WakeUpHook``), so it gets the
-    /// reactor as task executor too (``JobContext``). A task preferring the
-    /// reactor that enters an actor on it otherwise may take one or two
-    /// extra jobs (Swift switches where the two differ) until its first
-    /// such wake-up.
+    /// actors' jobs. The task ``resume(isolated:waking:_:)`` is waking comes
+    /// here (as a task's job, `isolated` false) if it prefers the reactor
+    /// (tasks without a preference go to the global enqueue instead, see
+    /// ``WakeUpHook``): it runs isolated, with the reactor as task executor
+    /// too (``JobContext``). A task preferring the reactor that enters an
+    /// actor on it otherwise may take one or two extra jobs (Swift switches
+    /// where the two differ) until its first such wake-up.
     func schedule(_ job: UnownedJob, isolated: Bool) {
         if isRunningOnCurrentThread {
             var context: JobContext = isolated ? .isolated : .nonisolated
-            if resumeIsolatedHint {  // the task resume(isolated:_:) is resuming
-                resumeIsolatedHint = false
+            if let waking = wakingIsolated, waking == job.address {  // the task resume(isolated:waking:_:) is waking
+                wakingIsolated = nil
                 context = .isolatedPreferringReactor
             }
             if localJobs.append(ReactorJob(job: job, context: context)) { startIdle() }
@@ -91,15 +91,15 @@ extension Reactor: SerialExecutor, TaskExecutor {
         }
     }
 
-    /// Takes the global-pool enqueue of the task ``resume(isolated:_:)`` is
-    /// waking, if it is waking one (``WakeUpHook``): such a task has no
+    /// Takes the global-pool enqueue of the task ``resume(isolated:waking:_:)``
+    /// is waking, if `job` is that task (``WakeUpHook``): such a task has no
     /// executor preference (with one, its job would have come to
     /// ``enqueue(_:)``), so its job runs isolated to the reactor's serial
     /// executor with no task executor. False otherwise (the caller passes
     /// the job on to the global pool). Reactor thread.
     func takeWakeUp(_ job: UnownedJob) -> Bool {
-        guard resumeIsolatedHint else { return false }
-        resumeIsolatedHint = false
+        guard let waking = wakingIsolated, waking == job.address else { return false }
+        wakingIsolated = nil
         if localJobs.append(ReactorJob(job: job, context: .isolated)) { startIdle() }
         return true
     }
@@ -118,24 +118,27 @@ extension Reactor: SerialExecutor, TaskExecutor {
         return actor.unownedExecutor.asSerialExecutor() === serialExecutor
     }
 
-    /// Resumes a suspended consumer (`resume` resumes its continuation) from
+    /// Resumes a suspended consumer (`resume` resumes `continuation`) from
     /// the reactor thread. `isolated`: the consumer waits in code isolated to
     /// this reactor's serial executor (an actor on it). A resumed
     /// continuation re-enqueues its task as nonisolated work: on its
     /// preferred executor (the reactor's ``enqueue(_:)``), or on the global
     /// pool if it has none; the task's first step is then back into the
     /// actor, a second job (or a hop to a pool thread and back). Marking that
-    /// one enqueue runs the task isolated to the serial executor at once,
-    /// on the reactor thread, with the task executor its preference calls
-    /// for (``JobContext``; the global enqueue is taken by ``WakeUpHook``).
-    /// Tasks that wait in nonisolated code are resumed as before: for them
-    /// an isolated job would cost the second job instead.
+    /// task's enqueue runs it isolated to the serial executor at once, on the
+    /// reactor thread, with the task executor its preference calls for
+    /// (``JobContext``; the global enqueue is taken by ``WakeUpHook``). Only
+    /// that task's job is taken (a continuation is its task). Tasks that
+    /// wait in nonisolated code are resumed as before: for them an isolated
+    /// job would cost the second job instead.
     @inline(__always)
-    func resume(isolated: Bool, _ resume: () -> Void) {
+    func resume<T, E>(isolated: Bool, waking continuation: UnsafeContinuation<T, E>, _ resume: () -> Void) {
         guard isolated, isRunningOnCurrentThread else { return resume() }
-        resumeIsolatedHint = true
+        wakingIsolated = unsafeBitCast(continuation, to: UnsafeRawPointer.self)
         resume()
-        resumeIsolatedHint = false  // not consumed: the task went to another executor
+        // Not consumed if the task went to another executor, or was not
+        // suspended yet (it then goes on without an enqueue).
+        wakingIsolated = nil
     }
 
     /// This reactor as a task executor preference (`Task(executorPreference:)`).
@@ -187,6 +190,12 @@ enum JobContext: UInt8 {
     /// An actor's job whose task has no preference (or another): no task
     /// executor, as the runtime runs actors' jobs.
     case isolated
+}
+
+extension UnownedJob {
+    /// The job's address: for a task's job, the task (what a continuation
+    /// of that task holds, see ``Reactor/resume(isolated:waking:_:)``).
+    var address: UnsafeRawPointer { unsafeBitCast(self, to: UnsafeRawPointer.self) }
 }
 
 /// A Swift concurrency job for the reactor, and the context to run it in.

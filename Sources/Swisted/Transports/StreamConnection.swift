@@ -499,8 +499,8 @@ private func streamOwnBufferReadCallback(_ stream: UnsafeMutablePointer<uv_strea
         if nread <= 0 { $0.proto?.readBufferUnused() }
         $0.didRead(nread, buffer!.pointee.base)
     }
-    // The async API's reads: the task they woke runs now (see runJobsAfterRead).
-    Reactor.of(stream!.pointee.loop)._withUnsafeGuaranteedRef { $0.runJobsAfterRead() }
+    // The async API's reads: the task they woke runs now (see runSoonAfterRead).
+    Reactor.of(stream!.pointee.loop)._withUnsafeGuaranteedRef { $0.runSoonAfterRead() }
 }
 
 private func streamWriteCallback(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {
