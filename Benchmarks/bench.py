@@ -897,12 +897,13 @@ def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_onl
                  "`swisted-async-echo` (Swisted's `AsyncListener`/`AsyncConnection`, the accept loop and one child "
                  "task per connection on the reactor's executor: `for try await chunk in connection.inbound "
                  "{ try await connection.write(chunk) }`), `swisted-actor-echo` (the same loops isolated to an "
-                 "actor on the reactor's executor) and `nio-async-echo` (SwiftNIO's `NIOAsyncChannel`, "
+                 "actor on the reactor's executor, in tasks without an executor preference) and "
+                 "`nio-async-echo` (SwiftNIO's `NIOAsyncChannel`, "
                  "the same loop), beside `swisted-echo` (callbacks). "
                  f"{cfg.get('async_rounds', cfg['rounds'])} rounds. "
                  f"Ratios are to {ASYNC_BASELINE}, the median of the per-round ratios (each server beside it in the "
                  "same round): throughput (higher is better) and server CPU per "
-                 "round trip (lower is better). Issue #9's target: swisted-async-echo within 1.15× of "
+                 "round trip (lower is better). Issue #9's target: the async echo within 1.15× of "
                  f"{ASYNC_BASELINE}'s CPU per round trip and ahead of nio-async-echo.\n")
         L.append(f"| test | server | round trips/s | ratio to {ASYNC_BASELINE} | server CPU µs/rt | "
                  f"CPU ratio to {ASYNC_BASELINE} | p50 µs | p99 µs | load-gen CPU | other CPU |")
