@@ -242,6 +242,32 @@ struct AsyncConnectionTests {
         await threadA.stop()
     }
 
+    @Test("a task woken by a read may stop the reactor right there (at the end of the read callback): the reactor shuts down cleanly, every handle closes")
+    func stopFromWakeUpAfterRead() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
+
+        let reader = Task(executorPreference: reactor) { () -> (chunk: [UInt8]?, inReadCallback: Bool) in
+            var iterator = server.inbound.makeAsyncIterator()
+            let roundsBefore = reactor.jobBatchesRunAfterRead
+            let chunk = try await iterator.next()
+            // Woken at the end of the read callback (that round is counted
+            // before it runs), not from the idle phase.
+            let inReadCallback = reactor.jobBatchesRunAfterRead == roundsBefore + 1
+            try reactor.stop()
+            return (chunk, inReadCallback)
+        }
+        try await client.write("x")
+        let outcome = try await reader.value
+        #expect(outcome.chunk == Array("x".utf8))
+        #expect(outcome.inReadCallback)
+        // run() returns by itself (stopped from the job), with every handle
+        // closed (BackgroundReactor.stop checks both).
+        await thread.stop()
+        withExtendedLifetime(listener) {}  // the port stayed open until the reactor closed it
+    }
+
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
     func slowConsumer() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
