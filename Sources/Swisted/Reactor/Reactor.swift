@@ -425,9 +425,11 @@ public final class Reactor: @unchecked Sendable {
     /// Runs the executor jobs queued on this thread so far (jobs they queue
     /// wait for the next batch).
     private func runJobBatch() {
+        #if DEBUG
         assert(!runningJobBatch, "Swisted: a job batch ran inside another (a nested loop run?)")
         runningJobBatch = true
         defer { runningJobBatch = false }
+        #endif
         // Each access is its own statement: a job may queue the next batch.
         let count = localJobs.startBatch()
         var index = 0
@@ -495,8 +497,10 @@ public final class Reactor: @unchecked Sendable {
     /// callback (``runSoonAfterRead()``), since it was made. Reactor thread.
     /// For tests.
     @exclusivity(unchecked) package private(set) var jobBatchesRunAfterRead = 0
+    #if DEBUG
     /// True while `runJobBatch` runs (debug check: batches never nest).
     private var runningJobBatch = false
+    #endif
 
     /// True only on the thread inside ``run(installSignalHandlers:)``.
     var isRunningOnCurrentThread: Bool {
