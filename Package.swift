@@ -100,6 +100,10 @@ let package = Package(
         // RLIMIT_NOFILE), started by EMFILETests as a child process so the
         // limit never touches the test process.
         .executableTarget(name: "swisted-emfile-check", dependencies: ["Swisted"], path: "Tests/swisted-emfile-check"),
+        // Swisted's global-enqueue hook in a process where another hook was
+        // installed first (the hook is process-wide, installed once): started
+        // by WakeUpHookTests as a child process.
+        .executableTarget(name: "swisted-hook-check", dependencies: ["Swisted", "CLibUV"], path: "Tests/swisted-hook-check"),
         .testTarget(name: "PoetryTests", dependencies: ["Swisted", "SwistedTesting", "PoetryClient", "PoetryServer"]),
         .testTarget(name: "BasicTests", dependencies: ["Swisted", "SwistedTesting"]),
         .testTarget(name: "SwistedTestingTests", dependencies: ["Swisted", "SwistedTesting"]),

@@ -11,7 +11,7 @@ import Glibc
 import Testing
 
 /// The directory holding the built executables: the test bundle's own (`.build/debug`).
-private let helperDirectory: URL = {
+let helperDirectory: URL = {
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     return URL(fileURLWithPath: me).deletingLastPathComponent()
 }()

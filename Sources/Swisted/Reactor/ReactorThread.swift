@@ -43,8 +43,12 @@ public final class ReactorThread: Sendable {
 
     private func requestStop() {
         precondition(!reactor.isRunningOnCurrentThread, "Swisted: ReactorThread.stop called on the reactor's own thread; call reactor.stop() there")
-        let reactor = reactor
-        reactor.callFromThread { if reactor.running { try reactor.stop() } }
+        // Weak: if the reactor stopped by itself, nothing runs this call
+        // again, and a strong capture would keep the reactor alive through
+        // its own queue (a cycle: it leaked).
+        reactor.callFromThread { [weak reactor] in
+            if let reactor, reactor.running { try reactor.stop() }
+        }
     }
 }
 
