@@ -268,6 +268,30 @@ struct AsyncConnectionTests {
         withExtendedLifetime(listener) {}  // the port stayed open until the reactor closed it
     }
 
+    @Test("a task woken by a read may answer and close that connection right there (at the end of its read callback): the peer gets the answer, then the end")
+    func closeFromWakeUpAfterRead() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let (listener, client, server) = try await ConnectedAsyncPair.unix(on: thread).parts
+
+        let closer = Task(executorPreference: reactor) { () -> Bool in
+            var iterator = server.inbound.makeAsyncIterator()
+            let roundsBefore = reactor.jobBatchesRunAfterRead
+            guard let chunk = try await iterator.next() else { return false }
+            let inReadCallback = reactor.jobBatchesRunAfterRead == roundsBefore + 1
+            try await server.write(chunk + chunk)  // handed to the kernel at once
+            await server.close()
+            return inReadCallback
+        }
+        try await client.write("ping")
+        #expect(try await closer.value, "the task ran at the end of the read callback")
+        #expect(try await readToEnd(client) == Array("pingping".utf8))
+
+        await client.close()
+        await listener.close()
+        await thread.stop()
+    }
+
     @Test("a slow inbound consumer pauses reading: the buffer stays bounded and nothing is lost")
     func slowConsumer() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)
