@@ -84,7 +84,8 @@ public final class Reactor: @unchecked Sendable {
     // overlaps another; the dynamic check cost ~80 instructions per access.
     @exclusivity(unchecked) private var soon: [() -> Void] = []
     /// Executor jobs enqueued on the reactor thread itself: run from the idle
-    /// phase, with no lock and no wake-up syscall.
+    /// phase (or at the end of an async read callback, `runSoonAfterRead`),
+    /// with no lock and no wake-up syscall.
     @exclusivity(unchecked) var localJobs = LocalJobQueue()
     /// Set by `resume(isolated:waking:_:)` while it resumes a task waiting
     /// isolated to the serial executor: that task (its address); its enqueue
