@@ -161,7 +161,7 @@ struct AsyncConnectionTests {
         let after = try await thread.onReactor { reactor.crossThreadExecutorJobs }
         #expect(after - before <= 2, "only the test's own entry and exit cross threads, not the 2,000 awaits")
         // One job per round trip, as for nonisolated code: the read's wake-up
-        // runs isolated to the actor at once (Reactor.resume(isolated:waking:)), and
+        // runs isolated to the actor at once (Reactor.resume(_:with:isolated:)), and
         // the wait suspends in the actor's isolation (no switch out and back).
         let jobs = try await thread.onReactor { reactor.executorJobsRun } - jobsBefore
         #expect(jobs <= 1000 + 20, "\(jobs) jobs for 1,000 round trips")
@@ -183,7 +183,7 @@ struct AsyncConnectionTests {
         // thread would re-enqueue it on the global pool, and its next step
         // hop back (a job from another thread per wake-up). Each wake-up
         // must instead run at once on the reactor, isolated to the actor
-        // (Reactor.resume(isolated:waking:) and the global-enqueue hook), with no
+        // (Reactor.resume(_:with:isolated:) and the global-enqueue hook), with no
         // task executor (with one, Swift would switch once more).
         let pinger = Pinger(reactor: reactor)
         let session = try await Task { try await pinger.session(rounds: 200) }.value

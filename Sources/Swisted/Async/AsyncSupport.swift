@@ -19,7 +19,7 @@ final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case idle
         /// `wakeOn`: the reactor whose serial executor the waiting code is
-        /// isolated to (an actor on it), if any (``Reactor/resume(isolated:waking:_:)``).
+        /// isolated to (an actor on it), if any (``Reactor/resume(_:with:isolated:)``).
         case waiting(UnsafeContinuation<Value, any Error>, wakeOn: Reactor?)
         case cancelledEarly
         case finished
@@ -31,9 +31,9 @@ final class OneShot<Value: Sendable>: Sendable {
     /// `CancellationError` and returns false: nothing should be started.
     /// `wakeOn`: the reactor whose serial executor the waiting code is
     /// isolated to, if any: the reactor side then wakes the task in that
-    /// isolation at once (``Reactor/resume(isolated:waking:_:)``).
+    /// isolation at once (``Reactor/resume(_:with:isolated:)``).
     @discardableResult
-    func install(_ continuation: UnsafeContinuation<Value, any Error>, wakeOn reactor: Reactor? = nil) -> Bool {
+    func install(_ continuation: UnsafeContinuation<Value, any Error>, wakeOn reactor: Reactor?) -> Bool {
         let cancelled = state.withLock { state -> Bool in
             switch state {
             case .idle:
@@ -57,7 +57,7 @@ final class OneShot<Value: Sendable>: Sendable {
         }
         guard let (continuation, reactor) = taken else { return false }
         if let reactor {
-            reactor.resume(isolated: true, waking: continuation) { continuation.resume(with: result) }
+            reactor.resume(continuation, with: result, isolated: true)
         } else {
             continuation.resume(with: result)
         }
@@ -125,7 +125,7 @@ final class OneShot<Value: Sendable>: Sendable {
 /// executor (``Reactor/isSerialExecutor(of:)``), asked once per actor rather
 /// than at every wait (the actor's `unownedExecutor`, ~100 instructions).
 /// The answer only steers how the waiting task is woken
-/// (``Reactor/resume(isolated:waking:_:)``): were it stale, a wake-up would take a
+/// (``Reactor/resume(_:with:isolated:)``): were it stale, a wake-up would take a
 /// detour through one more executor switch, never run in the wrong place.
 ///
 /// Threading: part of an iterator (one task at a time).
@@ -159,12 +159,12 @@ struct ConsumerSlot<Element: Sendable> {
     struct Waiter {
         let continuation: UnsafeContinuation<Element?, any Error>
         /// The consumer waits in code isolated to the reactor's serial
-        /// executor (an actor on it): see ``Reactor/resume(isolated:waking:_:)``.
+        /// executor (an actor on it): see ``Reactor/resume(_:with:isolated:)``.
         let isolatedToReactor: Bool
 
         /// Resumes the consumer from the reactor thread.
         func resume(with result: Result<Element?, any Error>, from reactor: Reactor) {
-            reactor.resume(isolated: isolatedToReactor, waking: continuation) { continuation.resume(with: result) }
+            reactor.resume(continuation, with: result, isolated: isolatedToReactor)
         }
     }
 
@@ -226,7 +226,7 @@ extension Locked where State: SingleConsumerState {
     ///   - isolatedToReactor: the caller runs isolated to the reactor's
     ///     serial executor (``Reactor/isSerialExecutor(of:)`` of its
     ///     `#isolation`), so the producer's resume lets the task go on
-    ///     isolated to it (``Reactor/resume(isolated:waking:_:)``).
+    ///     isolated to it (``Reactor/resume(_:with:isolated:)``).
     ///   - take: with the lock held, the next step (an element, the end, a
     ///     failure), or nil to wait. Called once or twice.
     ///   - deliver: without the lock, turns the step taken into the element

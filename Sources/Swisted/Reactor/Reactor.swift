@@ -87,7 +87,7 @@ public final class Reactor: @unchecked Sendable {
     /// phase (or at the end of an async read callback, `runSoonAfterRead`),
     /// with no lock and no wake-up syscall.
     @exclusivity(unchecked) var localJobs = LocalJobQueue()
-    /// Set by `resume(isolated:waking:_:)` while it resumes a task waiting
+    /// Set by `resume(_:with:isolated:)` while it resumes a task waiting
     /// isolated to the serial executor: that task (its address); its enqueue
     /// then queues an isolated job.
     @exclusivity(unchecked) var wakingIsolated: UnsafeRawPointer?

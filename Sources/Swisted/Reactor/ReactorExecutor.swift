@@ -43,7 +43,7 @@ import Glibc
 /// connection API (``AsyncConnection``'s `inbound`, `write`, `close`, an
 /// ``AsyncListener``'s connections, ``listen(port:interface:backlog:maxPendingConnections:options:)``,
 /// ``connect(host:port:timeout:bindAddress:options:)``) is woken on the
-/// reactor thread, isolated to the actor, as one job (``resume(isolated:waking:_:)``;
+/// reactor thread, isolated to the actor, as one job (``resume(_:with:isolated:)``;
 /// without a preference through Swift's global-enqueue hook, see
 /// ``WakeUpHook``). Other awaits in such a task (`Task.sleep`, another
 /// task's value, a continuation you resume yourself) resume on the global
@@ -61,46 +61,56 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// run as nonisolated code with the reactor as task executor; actor jobs
     /// come through ``asUnownedSerialExecutor()`` and run isolated to it.
     public func enqueue(_ job: consuming ExecutorJob) {
-        schedule(UnownedJob(job), isolated: false)
+        schedule(UnownedJob(job), .nonisolated)
     }
 
     /// Queues a job for the reactor thread: locally (no lock, no wake-up)
-    /// when called on it, else through the cross-thread queue. `isolated`:
-    /// an actor's job (enqueued on ``asUnownedSerialExecutor()``), else the
-    /// job of a task preferring the reactor.
+    /// when called on it, else through the cross-thread queue. `context`:
+    /// `.isolated` for an actor's job (enqueued on
+    /// ``asUnownedSerialExecutor()``), `.nonisolated` for the job of a task
+    /// preferring the reactor.
     ///
     /// An actor's job runs with no task executor, as the runtime runs
-    /// actors' jobs. The task ``resume(isolated:waking:_:)`` is waking comes
-    /// here (as a task's job, `isolated` false) if it prefers the reactor
+    /// actors' jobs. The task ``resume(_:with:isolated:)`` is waking comes
+    /// here (as a task's job, `.nonisolated`) if it prefers the reactor
     /// (tasks without a preference go to the global enqueue instead, see
     /// ``WakeUpHook``): it runs isolated, with the reactor as task executor
     /// too (``JobContext``). A task preferring the reactor that enters an
     /// actor on it otherwise may take one or two extra jobs (Swift switches
     /// where the two differ) until its first such wake-up.
-    func schedule(_ job: UnownedJob, isolated: Bool) {
+    func schedule(_ job: UnownedJob, _ context: JobContext) {
         if isRunningOnCurrentThread {
-            var context: JobContext = isolated ? .isolated : .nonisolated
-            if let waking = wakingIsolated, waking == job.address {  // the task resume(isolated:waking:_:) is waking
-                wakingIsolated = nil
-                context = .isolatedPreferringReactor
-            }
-            if localJobs.append(ReactorJob(job: job, context: context)) { startIdle() }
+            queueLocally(job, isWaking(job) ? .isolatedPreferringReactor : context)
         } else {
-            crossThreadJobs.append(.job(ReactorJob(job: job, context: isolated ? .isolated : .nonisolated)))
+            crossThreadJobs.append(.job(ReactorJob(job: job, context: context)))
             uvMustSucceed(uv_async_send(wakeup), "uv_async_send")
         }
     }
 
-    /// Takes the global-pool enqueue of the task ``resume(isolated:waking:_:)``
+    /// Queues `job` to run on this thread in the idle phase. Reactor thread.
+    @inline(__always)
+    private func queueLocally(_ job: UnownedJob, _ context: JobContext) {
+        if localJobs.append(ReactorJob(job: job, context: context)) { startIdle() }
+    }
+
+    /// True if `job` is the task ``resume(_:with:isolated:)`` is waking; the
+    /// mark is consumed (one enqueue per wake-up). Reactor thread.
+    @inline(__always)
+    private func isWaking(_ job: UnownedJob) -> Bool {
+        guard let waking = wakingIsolated, waking == job.address else { return false }
+        wakingIsolated = nil
+        return true
+    }
+
+    /// Takes the global-pool enqueue of the task ``resume(_:with:isolated:)``
     /// is waking, if `job` is that task (``WakeUpHook``): such a task has no
     /// executor preference (with one, its job would have come to
     /// ``enqueue(_:)``), so its job runs isolated to the reactor's serial
     /// executor with no task executor. False otherwise (the caller passes
     /// the job on to the global pool). Reactor thread.
     func takeWakeUp(_ job: UnownedJob) -> Bool {
-        guard let waking = wakingIsolated, waking == job.address else { return false }
-        wakingIsolated = nil
-        if localJobs.append(ReactorJob(job: job, context: .isolated)) { startIdle() }
+        guard isWaking(job) else { return false }
+        queueLocally(job, .isolated)
         return true
     }
 
@@ -118,8 +128,8 @@ extension Reactor: SerialExecutor, TaskExecutor {
         return actor.unownedExecutor.asSerialExecutor() === serialExecutor
     }
 
-    /// Resumes a suspended consumer (`resume` resumes `continuation`) from
-    /// the reactor thread. `isolated`: the consumer waits in code isolated to
+    /// Resumes a suspended consumer's `continuation` with `result`, from the
+    /// reactor thread. `isolated`: the consumer waits in code isolated to
     /// this reactor's serial executor (an actor on it). A resumed
     /// continuation re-enqueues its task as nonisolated work: on its
     /// preferred executor (the reactor's ``enqueue(_:)``), or on the global
@@ -132,10 +142,10 @@ extension Reactor: SerialExecutor, TaskExecutor {
     /// wait in nonisolated code are resumed as before: for them an isolated
     /// job would cost the second job instead.
     @inline(__always)
-    func resume<T, E>(isolated: Bool, waking continuation: UnsafeContinuation<T, E>, _ resume: () -> Void) {
-        guard isolated, isRunningOnCurrentThread else { return resume() }
+    func resume<T, E>(_ continuation: UnsafeContinuation<T, E>, with result: sending Result<T, E>, isolated: Bool) {
+        guard isolated, isRunningOnCurrentThread else { return continuation.resume(with: result) }
         wakingIsolated = unsafeBitCast(continuation, to: UnsafeRawPointer.self)
-        resume()
+        continuation.resume(with: result)
         // Not consumed if the task went to another executor, or was not
         // suspended yet (it then goes on without an enqueue).
         wakingIsolated = nil
@@ -194,7 +204,7 @@ enum JobContext: UInt8 {
 
 extension UnownedJob {
     /// The job's address: for a task's job, the task (what a continuation
-    /// of that task holds, see ``Reactor/resume(isolated:waking:_:)``).
+    /// of that task holds, see ``Reactor/resume(_:with:isolated:)``).
     var address: UnsafeRawPointer { unsafeBitCast(self, to: UnsafeRawPointer.self) }
 }
 
@@ -266,7 +276,7 @@ final class ReactorSerialExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        reactor.schedule(UnownedJob(job), isolated: true)
+        reactor.schedule(UnownedJob(job), .isolated)
     }
 
     func asUnownedSerialExecutor() -> UnownedSerialExecutor {

@@ -10,7 +10,7 @@ import Synchronization
 /// Swift's global pool, from where its next step hops back into its actor
 /// (two thread switches per wake-up). When the async connection API wakes a
 /// task that waits isolated to an actor on the reactor
-/// (``Reactor/resume(isolated:waking:_:)``, on the reactor thread), that
+/// (``Reactor/resume(_:with:isolated:)``, on the reactor thread), that
 /// task's enqueue is taken here instead and runs as one job on the reactor,
 /// isolated to the actor: the same place the task's next step would have
 /// gone, without the round trip through the pool. Only that task's job is
