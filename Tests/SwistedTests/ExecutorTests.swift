@@ -89,6 +89,22 @@ struct ExecutorTests {
         }
     }
 
+    @Test("once stop() returns, the reactor's thread holds no reference to it: dropping the last one frees it at once (200 reactors)")
+    func stopReleasesTheReactor() async throws {
+        var stillAlive = 0
+        for _ in 0..<200 {
+            weak var released: Reactor?
+            do {
+                let reactor = Reactor()
+                released = reactor
+                let background = try reactor.runInBackground(name: "swisted-test")
+                await background.stop()
+            }
+            if released != nil { stillAlive += 1 }
+        }
+        #expect(stillAlive == 0, "\(stillAlive) of 200 reactors outlived their last reference")
+    }
+
     @Test("An actor whose executor is the reactor runs on the reactor thread, and protocols enter it with assumeIsolated")
     func actorOnReactor() async throws {
         let reactor = Reactor()

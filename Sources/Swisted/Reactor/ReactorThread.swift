@@ -73,7 +73,7 @@ extension Reactor {
         let finished = Latch()
         let startFailure = ReactorBox<ReactorAlreadyRunning?>(nil)
         callWhenRunning { started.signal() }
-        let body = ThreadBody { [self] in
+        let body = ThreadBody(finished: finished) { [self] in
             swisted_set_thread_name(name)
             do throws(ReactorAlreadyRunning) {
                 try run(installSignalHandlers: installSignalHandlers)
@@ -81,7 +81,6 @@ extension Reactor {
                 startFailure.value = error
                 started.signal()
             }
-            finished.signal()
         }
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
@@ -90,8 +89,15 @@ extension Reactor {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(body).toOpaque()
         let rc: Int32 = pthread_create(&thread, &attributes, { context in
-            let body = Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue()
-            body.function()
+            let finished: Latch
+            do {
+                let body = Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue()
+                finished = body.finished
+                body.function()
+            }
+            // The body, and the reactor its function holds, are released:
+            // whoever waited for `finished` may drop the last reference.
+            finished.signal()
             return nil
         }, context)
         guard rc == 0 else {
@@ -105,10 +111,15 @@ extension Reactor {
     }
 }
 
-/// The closure a new thread runs.
+/// The closure a new thread runs, and the latch it opens once the closure
+/// (and all it captured) is released.
 private final class ThreadBody: Sendable {
+    let finished: Latch
     let function: @Sendable () -> Void
-    init(_ function: @escaping @Sendable () -> Void) { self.function = function }
+    init(finished: Latch, _ function: @escaping @Sendable () -> Void) {
+        self.finished = finished
+        self.function = function
+    }
 }
 
 /// A value written by one thread before it signals a ``Latch`` and read by
