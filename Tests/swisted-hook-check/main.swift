@@ -19,13 +19,10 @@ import Glibc
 import Swisted
 import Synchronization
 
-typealias Original = @convention(thin) (UnownedJob) -> Void
-typealias Hook = @convention(thin) (UnownedJob, Original) -> Void
-
 /// The hook installed before Swisted's: counts the jobs it is given.
 enum CountingHook {
     static let count = Atomic<Int>(0)
-    static let hook: Hook = { job, original in
+    static let hook: WakeUpHook.Hook = { job, original in
         CountingHook.count.add(1, ordering: .relaxed)
         original(job)
     }

@@ -28,9 +28,11 @@ import Synchronization
 ///
 /// Threading: `enter`/`leave` on the thread running the reactor; the hook on
 /// any thread (Swift calls it).
-enum WakeUpHook {
-    typealias Original = @convention(thin) (UnownedJob) -> Void
-    typealias Hook = @convention(thin) (UnownedJob, Original) -> Void
+package enum WakeUpHook {
+    /// The runtime's own global enqueue, as the hook receives it.
+    package typealias Original = @convention(thin) (UnownedJob) -> Void
+    /// A global-enqueue hook (`swift_task_enqueueGlobal_hook`'s type).
+    package typealias Hook = @convention(thin) (UnownedJob, Original) -> Void
 
     /// The reactor running on each thread (`Unmanaged`, unretained: set only
     /// while its `run()` is on the stack).
