@@ -6,6 +6,7 @@
 
 #include <uv.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -52,6 +53,13 @@ static inline const void * _Nonnull swisted_swift_task_add_cancellation_handler(
 static inline const void * _Nonnull swisted_swift_task_remove_cancellation_handler(void) {
     extern void swift_task_removeCancellationHandler(void);
     return (const void *)&swift_task_removeCancellationHandler;
+}
+
+/// True in a program built with ThreadSanitizer: its runtime, linked into
+/// the program, defines `__tsan_init`; elsewhere this weak reference is null.
+static inline bool swisted_thread_sanitizer_active(void) {
+    extern void __tsan_init(void) __attribute__((weak));
+    return &__tsan_init != 0;
 }
 
 /// The addresses of `swift_task_getCurrent` (the running task, or null) and

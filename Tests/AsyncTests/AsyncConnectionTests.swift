@@ -373,6 +373,49 @@ struct AsyncConnectionTests {
         await thread.stop()
     }
 
+    @Test("a small read is copied into the last chunk's memory once its reader let it go; a chunk a reader keeps never changes")
+    func recycledChunks() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let (listener, client, server) = try await ConnectedAsyncPair.tcp(on: thread).parts
+        let core = server.core
+        let recycles = try await thread.onReactor { thread.reactor.recyclesChunks }
+        var iterator = server.inbound.makeAsyncIterator()
+
+        // One message at a time, each chunk dropped before the next is sent:
+        // from the second on, each lands in the memory of the one before.
+        for index in 0..<50 {
+            let message = pattern(from: index * 100, count: 100)
+            try await client.write(message)
+            let chunk = try #require(try await iterator.next())
+            #expect(chunk == message)
+            #expect(chunk.capacity <= 2 * chunk.count)
+        }
+        let dropped = try await thread.onReactor { core.recycledChunks }
+        if recycles {
+            #expect(dropped >= 45, "the chunks' memory was reused (\(dropped) of 49)")
+        } else {
+            #expect(dropped == 0, "no recycling under ThreadSanitizer")
+        }
+
+        // Every chunk kept: none may be reused, and each keeps its bytes.
+        var kept: [[UInt8]] = []
+        for index in 0..<20 {
+            try await client.write(pattern(from: 10_000 + index * 100, count: 100))
+            kept.append(try #require(try await iterator.next()))
+        }
+        for (index, chunk) in kept.enumerated() {
+            #expect(chunk == pattern(from: 10_000 + index * 100, count: 100), "chunk \(index) is unchanged")
+        }
+        // Only the first kept chunk may take memory: the last dropped chunk's.
+        let reused = try await thread.onReactor { core.recycledChunks } - dropped
+        #expect(reused <= (recycles ? 1 : 0), "no kept chunk's memory was reused (\(reused) reuses)")
+
+        await client.close()
+        await server.close()
+        await listener.close()
+        await thread.stop()
+    }
+
     @Test("write suspends above the high-water mark and returns once the kernel has every byte")
     func writeSuspendsAboveHighWaterMark() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)

@@ -50,6 +50,8 @@ final class ConnectionCore: @unchecked Sendable {
     private var smallReads = 0
     /// Chunks that are the read array itself (no copy), for tests.
     private(set) var uncopiedChunks = 0
+    /// Chunks copied into a recycled chunk's memory (``arrayCopy(of:)``), for tests.
+    private(set) var recycledChunks = 0
 
     static let minReadSize = 1024
     static let maxReadSize = 64 * 1024
@@ -355,11 +357,11 @@ final class ConnectionCore: @unchecked Sendable {
         let size = readArray.count
         guard size > 0, data.withUnsafeBufferPointer({ bytes in
             readArray.withUnsafeBytes { $0.baseAddress == UnsafeRawPointer(bytes.baseAddress) }
-        }) else { return data.array }
+        }) else { return arrayCopy(of: data) }
         guard count * 2 >= size else {
             // Mostly empty: copy the bytes out (while the array still holds
             // them), then free the array.
-            let copy = data.array
+            let copy = arrayCopy(of: data)
             readArray = []
             return copy
         }
@@ -367,6 +369,27 @@ final class ConnectionCore: @unchecked Sendable {
         readArray = []  // `chunk` is now the only reference: trimming it moves nothing
         chunk.removeSubrange(count...)  // a count change: nothing moves, capacity stays
         uncopiedChunks += 1
+        return chunk
+    }
+
+    /// `data` as a new array: in the memory of the chunk handed out last
+    /// (``Reactor/recycledChunk``) if its reader has let it go and it fits
+    /// (its capacity at least `data`'s size and at most twice it, as any
+    /// chunk's), else in a new one. Only this reactor's thread takes and
+    /// refills the recycled chunk, and only when nothing else references it
+    /// (Swift's release on the reader's thread orders before the uniqueness
+    /// check here), so no reader ever sees its bytes change.
+    private func arrayCopy(of data: Span<UInt8>) -> [UInt8] {
+        var chunk = reactor.recycledChunk
+        reactor.recycledChunk = []  // `chunk` is now its only reference, unless a reader still holds it
+        let count = data.count
+        guard chunk.capacity >= count, chunk.capacity <= 2 * count else { return data.array }
+        // Unreferenced elsewhere: empties it in place (the same memory);
+        // else new memory of that capacity.
+        let memory = chunk.withUnsafeBufferPointer { $0.baseAddress }
+        chunk.removeAll(keepingCapacity: true)
+        data.withUnsafeBufferPointer { chunk.append(contentsOf: $0) }
+        if chunk.withUnsafeBufferPointer({ $0.baseAddress }) == memory { recycledChunks += 1 }
         return chunk
     }
 
@@ -391,6 +414,7 @@ final class ConnectionCore: @unchecked Sendable {
     /// buffer it; pause reading the socket above the high-water mark.
     func received(_ data: Span<UInt8>) {
         let chunk = chunk(of: data)
+        if reactor.recyclesChunks { reactor.recycledChunk = chunk }
         let high = inboundHighWater
         let (reader, pause) = inbound.withLock { state -> (ConsumerSlot<[UInt8]>.Waiter?, Bool) in
             guard state.end == nil else { return (nil, false) }

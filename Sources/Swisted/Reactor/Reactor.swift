@@ -65,6 +65,21 @@ public final class Reactor: @unchecked Sendable {
     /// idle connections hold none and a large read does not allocate twice.
     /// Reactor thread only.
     var spareReadArray: [UInt8] = []
+    /// The chunk last handed to an async reader of this reactor's
+    /// connections, kept so that the next small read is copied into its
+    /// memory if the reader has let it go by then
+    /// (``ConnectionCore/arrayCopy(of:)``): an echo-like reader drops each chunk
+    /// before the next read, so its reads allocate and free nothing (glibc
+    /// serves a 1 KiB array from its bins, not its per-thread cache: the
+    /// allocation and free cost the async echo ~1 µs per round trip, more
+    /// in cache misses than in instructions). At most one per reactor.
+    /// Reactor thread only.
+    var recycledChunk: [UInt8] = []
+    /// Whether chunks are recycled (``recycledChunk``): not under
+    /// ThreadSanitizer, which does not see the ordering of Swift's
+    /// reference counts (the reader's last release on another thread, then
+    /// the reactor's uniqueness check) and would report the reuse as a race.
+    let recyclesChunks = !swisted_thread_sanitizer_active()
 
     let crossThreadJobs = CrossThreadQueue()
     private var spareJobs: [CrossThreadQueue.Job] = []
