@@ -24,6 +24,22 @@
  *   K concurrent loops of: connect, one echo of S bytes, close. Reports
  *   connections/s over T seconds (with --trips N: after exactly N connections).
  *
+ * A/B mode:
+ *   echo-load --host H --port A --port-b B --pid PA --pid-b PB [--conns C] [--size S]
+ *             [--slices N] [--slice-ms M] [--warmup W]
+ *   Keeps C connections open to each of two servers and drives one at a time,
+ *   alternating A, B, A, B, ... for N slices each (default 40) of M ms (default
+ *   100): in a slice the driven server's connections run the closed loop; at
+ *   its end no new trip starts and the trips in flight finish; the slice's
+ *   round trips and the server's CPU time over it (its process CPU clock,
+ *   clock_getcpuclockid: every thread, nanoseconds) are recorded. The first W
+ *   seconds (default 1) run slices that are not counted. Both servers are
+ *   measured within a fraction of a second of each other, again and again,
+ *   so the machine's drifts (other tenants, frequency) fall on both alike.
+ *   Output: per server the round trips, CPU and CPU per round trip over all
+ *   counted slices, "ratio" (B's CPU per round trip over A's, all slices) and
+ *   "pair_ratio_median" (the median over consecutive A,B slice pairs).
+ *
  * Output: one JSON line on stdout. Latencies are per round trip, from the first
  * byte written to the last byte read, in microseconds (1 us buckets up to 1 s).
  */
@@ -71,6 +87,10 @@ static double opt_churn = 0;
 static int opt_server_pid = 0;
 static int opt_alloc_signal = 0;
 static int opt_inflight = 256;
+static int opt_port_b = -1;
+static int opt_pid_a = 0, opt_pid_b = 0;
+static int opt_slices = 40;
+static double opt_slice_ms = 100;
 
 static struct sockaddr_storage addr;
 static socklen_t addrlen;
@@ -95,7 +115,9 @@ static void usage(void) {
             "usage: echo-load --host H --port N [--conns C] [--size S] [--seconds T] [--warmup W]\n"
             "                 [--trips N] [--server-pid PID] [--alloc-signal]\n"
             "       echo-load --host H --port N --idle C [--inflight K]\n"
-            "       echo-load --host H --port N --churn T [--conns K] [--size S] [--warmup W]\n");
+            "       echo-load --host H --port N --churn T [--conns K] [--size S] [--warmup W]\n"
+            "       echo-load --host H --port A --port-b B --pid PA --pid-b PB [--conns C] [--size S]\n"
+            "                 [--slices N] [--slice-ms M] [--warmup W]\n");
     exit(2);
 }
 
@@ -253,17 +275,16 @@ static double pct(const uint32_t *h, unsigned long long total, double q) {
     return HIST_MAX;
 }
 
-/* ---------------------------------------------------------------- echo mode */
-static int run_echo(void) {
-    conn_t *conns = calloc((size_t)opt_conns, sizeof *conns);
-    int alive = 0;
-    unsigned long long errors = 0;
-    /* Connect all (non-blocking, all in flight at once; bounded by --conns). */
+/* Opens opt_conns connections (non-blocking, all in flight at once) to the
+ * address in `addr`; each that is established is left ST_IDLE. Returns how
+ * many are; failures are added to *errors. */
+static int connect_all(conn_t *conns, unsigned long long *errors) {
+    int alive = 0, pending = 0;
     for (int i = 0; i < opt_conns; i++) {
         conns[i].rbuf = malloc(opt_size);
-        if (start_connect(&conns[i]) < 0) errors++;
+        if (start_connect(&conns[i]) < 0) (*errors)++;
+        else pending++;
     }
-    int pending = opt_conns - (int)errors;
     struct epoll_event evs[512];
     uint64_t deadline = now_ns() + 30ull * 1000000000ull;
     while (pending > 0 && now_ns() < deadline) {
@@ -272,12 +293,44 @@ static int run_echo(void) {
             conn_t *c = evs[k].data.ptr;
             if (c->state != ST_CONNECTING) continue;
             pending--;
-            if (finish_connect(c) < 0) { errors++; close_conn(c); continue; }
+            if (finish_connect(c) < 0) { (*errors)++; close_conn(c); continue; }
             c->state = ST_IDLE;
             ep_set(c, 0);
             alive++;
         }
     }
+    return alive;
+}
+
+/* Starts a connection's next round trip. Returns -1 if it failed (the
+ * connection is closed then), else 0. */
+static int next_trip(conn_t *c) {
+    begin_trip(c);
+    if (pump_send(c) < 0) { close_conn(c); return -1; }
+    return 0;
+}
+
+/* One epoll event of a connection in the closed loop. Returns -1 if the
+ * connection failed (it is closed then), 1 if its round trip completed (it is
+ * ST_IDLE then: next_trip starts the next one), 0 otherwise. */
+static int echo_event(conn_t *c, uint32_t events) {
+    if (events & EPOLLERR) { close_conn(c); return -1; }
+    if ((events & EPOLLOUT) && c->sent < opt_size && pump_send(c) < 0) { close_conn(c); return -1; }
+    if (!(events & (EPOLLIN | EPOLLHUP))) return 0;
+    if (c->state != ST_SENDING) { close_conn(c); return -1; } /* data or EOF while idle: not an echo */
+    int r = pump_recv(c);
+    if (r < 0 || (r == 1 && c->sent < opt_size)) { close_conn(c); return -1; }
+    if (r == 1) c->state = ST_IDLE;
+    return r;
+}
+
+/* ---------------------------------------------------------------- echo mode */
+static int run_echo(void) {
+    conn_t *conns = calloc((size_t)opt_conns, sizeof *conns);
+    int alive = 0;
+    unsigned long long errors = 0;
+    alive = connect_all(conns, &errors);
+    struct epoll_event evs[512];
     if (alive == 0) {
         printf("{\"mode\":\"echo\",\"conns\":%d,\"size\":%zu,\"round_trips\":0,\"errors\":%llu,\"error\":\"no connection\"}\n",
                opt_conns, opt_size, errors);
@@ -296,8 +349,7 @@ static int run_echo(void) {
     for (int i = 0; i < opt_conns; i++) {
         conn_t *c = &conns[i];
         if (c->state != ST_IDLE) continue;
-        begin_trip(c);
-        if (pump_send(c) < 0) { errors++; close_conn(c); alive--; }
+        if (next_trip(c) < 0) { errors++; alive--; }
     }
 
     for (;;) {
@@ -320,24 +372,16 @@ static int run_echo(void) {
         for (int k = 0; k < n; k++) {
             conn_t *c = evs[k].data.ptr;
             if (c->state == ST_CLOSED) continue;
-            if (evs[k].events & (EPOLLERR)) { errors++; close_conn(c); alive--; continue; }
-            if ((evs[k].events & EPOLLOUT) && c->sent < opt_size) {
-                if (pump_send(c) < 0) { errors++; close_conn(c); alive--; continue; }
-            }
-            if (evs[k].events & (EPOLLIN | EPOLLHUP)) {
-                int r = pump_recv(c);
-                if (r < 0) { errors++; close_conn(c); alive--; continue; }
-                if (r == 1) {
-                    if (c->sent < opt_size) { errors++; close_conn(c); alive--; continue; } /* impossible */
-                    uint64_t lat_us = (now_ns() - c->t0) / 1000;
-                    if (lat_us >= HIST_MAX) lat_us = HIST_MAX - 1;
-                    hist[lat_us]++;
-                    hist_n++;
-                    trips++;
-                    if (opt_trips > 0 && measuring && (long long)trips >= opt_trips) continue;
-                    begin_trip(c);
-                    if (pump_send(c) < 0) { errors++; close_conn(c); alive--; continue; }
-                }
+            int r = echo_event(c, evs[k].events);
+            if (r < 0) { errors++; alive--; continue; }
+            if (r == 1) {
+                uint64_t lat_us = (now_ns() - c->t0) / 1000;
+                if (lat_us >= HIST_MAX) lat_us = HIST_MAX - 1;
+                hist[lat_us]++;
+                hist_n++;
+                trips++;
+                if (opt_trips > 0 && measuring && (long long)trips >= opt_trips) continue;
+                if (next_trip(c) < 0) { errors++; alive--; continue; }
             }
         }
     }
@@ -370,6 +414,117 @@ static int run_echo(void) {
     fflush(stdout);
     for (int i = 0; i < opt_conns; i++) close_conn(&conns[i]);
     return trips > 0 ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- A/B mode */
+static void set_port(int port) {
+    if (addr.ss_family == AF_INET6) ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+    else ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
+}
+
+static long long clock_ns(clockid_t clk) {
+    struct timespec ts;
+    if (clock_gettime(clk, &ts) < 0) return -1;
+    return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One slice: drives set s's connections in the closed loop until `slice_ns`
+ * have passed, then lets the trips in flight finish. Adds the completed round
+ * trips to *trips. Returns 0, or -1 if a connection failed or the server hung
+ * (10 s without finishing). */
+static int run_slice(conn_t *conns[2], int s, int alive[2], unsigned long long *errors,
+                     uint64_t slice_ns, unsigned long long *trips) {
+    uint64_t end = now_ns() + slice_ns, give_up = end + 10ull * 1000000000ull;
+    int busy = 0, failed = 0;
+    for (int i = 0; i < opt_conns; i++) {
+        conn_t *c = &conns[s][i];
+        if (c->state != ST_IDLE) continue;
+        if (next_trip(c) < 0) { (*errors)++; alive[s]--; failed = 1; } else busy++;
+    }
+    struct epoll_event evs[512];
+    while (busy > 0 && !stop_flag) {
+        uint64_t now = now_ns();
+        if (now > give_up) return -1;
+        int n = epoll_wait(epfd, evs, 512, 5);
+        if (n < 0 && errno != EINTR) die("epoll_wait");
+        int open = now_ns() < end;
+        for (int k = 0; k < n; k++) {
+            conn_t *c = evs[k].data.ptr;
+            if (c->state == ST_CLOSED) continue;
+            int other = c < conns[s] || c >= conns[s] + opt_conns;
+            int r = echo_event(c, evs[k].events);  /* the other set is idle: any event there is a failure */
+            if (r < 0) { (*errors)++; alive[other ? 1 - s : s]--; failed = 1; if (!other) busy--; continue; }
+            if (r != 1) continue;
+            (*trips)++;
+            if (!open) { busy--; continue; }
+            if (next_trip(c) < 0) { (*errors)++; alive[s]--; failed = 1; busy--; }
+        }
+    }
+    return failed || stop_flag ? -1 : 0;
+}
+
+static int run_ab(void) {
+    int ports[2] = {opt_port, opt_port_b}, pids[2] = {opt_pid_a, opt_pid_b};
+    clockid_t clk[2];
+    for (int s = 0; s < 2; s++)
+        if (pids[s] <= 0 || clock_getcpuclockid(pids[s], &clk[s]) != 0 || clock_ns(clk[s]) < 0) {
+            fprintf(stderr, "echo-load: --pid/--pid-b: no CPU clock for process %d\n", pids[s]);
+            return 2;
+        }
+    conn_t *conns[2];
+    int alive[2];
+    unsigned long long errors = 0;
+    for (int s = 0; s < 2; s++) {
+        set_port(ports[s]);
+        conns[s] = calloc((size_t)opt_conns, sizeof *conns[s]);
+        alive[s] = connect_all(conns[s], &errors);
+    }
+    const char *failure = NULL;
+    if (alive[0] < opt_conns || alive[1] < opt_conns) failure = "not every connection was established";
+    double warm = opt_warmup >= 0 ? opt_warmup : 1.0;
+    int warm_slices = 2 * (int)(warm * 1000.0 / opt_slice_ms / 2.0 + 0.5);
+    uint64_t slice_ns = (uint64_t)(opt_slice_ms * 1e6);
+    unsigned long long trips[2] = {0, 0};
+    long long cpu[2] = {0, 0};
+    double *pairs = calloc((size_t)opt_slices, sizeof *pairs);
+    int npairs = 0;
+    double a_per_rt = -1;
+    for (int i = 0; !failure && i < warm_slices + 2 * opt_slices; i++) {
+        int s = i % 2;
+        unsigned long long n = 0;
+        long long c0 = clock_ns(clk[s]);
+        if (run_slice(conns, s, alive, &errors, slice_ns, &n) < 0) { failure = "a connection failed"; break; }
+        long long c1 = clock_ns(clk[s]);
+        if (c0 < 0 || c1 < 0) { failure = "a server's CPU clock could not be read (exited?)"; break; }
+        if (i < warm_slices) continue;
+        trips[s] += n;
+        cpu[s] += c1 - c0;
+        double per_rt = n ? (double)(c1 - c0) / (double)n : -1;
+        if (s == 0) a_per_rt = per_rt;
+        else if (a_per_rt > 0 && per_rt > 0) pairs[npairs++] = per_rt / a_per_rt;
+    }
+    qsort(pairs, (size_t)npairs, sizeof *pairs, cmp_double);
+    double median = npairs == 0 ? -1 : (npairs % 2 ? pairs[npairs / 2] : (pairs[npairs / 2 - 1] + pairs[npairs / 2]) / 2);
+    double per_rt[2];
+    for (int s = 0; s < 2; s++) per_rt[s] = trips[s] ? (double)cpu[s] / 1e3 / (double)trips[s] : -1;
+    printf("{\"mode\":\"ab\",\"conns\":%d,\"size\":%zu,\"slices\":%d,\"slice_ms\":%.1f,"
+           "\"a\":{\"round_trips\":%llu,\"cpu_us\":%.1f,\"cpu_us_per_rt\":%.4f},"
+           "\"b\":{\"round_trips\":%llu,\"cpu_us\":%.1f,\"cpu_us_per_rt\":%.4f},"
+           "\"ratio\":%.4f,\"pair_ratio_median\":%.4f,\"pairs\":%d,\"errors\":%llu",
+           opt_conns, opt_size, opt_slices, opt_slice_ms,
+           trips[0], (double)cpu[0] / 1e3, per_rt[0], trips[1], (double)cpu[1] / 1e3, per_rt[1],
+           per_rt[0] > 0 && per_rt[1] > 0 ? per_rt[1] / per_rt[0] : -1.0, median, npairs, errors);
+    if (failure) printf(",\"error\":\"%s\"", failure);
+    printf("}\n");
+    fflush(stdout);
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < opt_conns; i++) close_conn(&conns[s][i]);
+    return failure ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- idle mode */
@@ -538,6 +693,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--server-pid")) { NEEDV(); opt_server_pid = atoi(v); }
         else if (!strcmp(a, "--alloc-signal")) { opt_alloc_signal = 1; }
         else if (!strcmp(a, "--inflight")) { NEEDV(); opt_inflight = atoi(v); }
+        else if (!strcmp(a, "--port-b")) { NEEDV(); opt_port_b = atoi(v); }
+        else if (!strcmp(a, "--pid")) { NEEDV(); opt_pid_a = atoi(v); }
+        else if (!strcmp(a, "--pid-b")) { NEEDV(); opt_pid_b = atoi(v); }
+        else if (!strcmp(a, "--slices")) { NEEDV(); opt_slices = atoi(v); }
+        else if (!strcmp(a, "--slice-ms")) { NEEDV(); opt_slice_ms = atof(v); }
         else usage();
     }
     if (opt_port <= 0 || opt_conns <= 0 || opt_size == 0) usage();
@@ -572,5 +732,6 @@ int main(int argc, char **argv) {
 
     if (opt_idle > 0) return run_idle();
     if (opt_churn > 0) return run_churn();
+    if (opt_port_b > 0) return run_ab();
     return run_echo();
 }
