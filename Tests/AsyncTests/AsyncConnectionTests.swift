@@ -242,6 +242,65 @@ struct AsyncConnectionTests {
         await threadA.stop()
     }
 
+    @Test("a task preferring reactor B waits in an actor on reactor A, reading A's connection: every step isolated to A, every reply right, no wake-up mark left on either")
+    func actorOnAInTaskPreferringB() async throws {
+        let threadA = await BackgroundReactor.start(timeLimit: 50)
+        let threadB = await BackgroundReactor.start(timeLimit: 50)
+        let reactorA = threadA.reactor, reactorB = threadB.reactor
+        let listener = try await reactorA.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await reactorA.connect(host: "127.0.0.1", port: listener.port)
+
+        // A's read callbacks wake the task as one waiting isolated to A, but
+        // Swift enqueues it on its preferred executor, B (from A's thread):
+        // B must run it as an ordinary task of its own (not as a wake-up it
+        // marked), and the task then enters A again. Pinger traps on any
+        // step not isolated to A.
+        let pinger = Pinger(reactor: reactorA)
+        let rounds = try await Task(executorPreference: reactorB) { try await pinger.ping(client, rounds: 100) }.value
+        #expect(rounds == 100)
+        let markA = try await threadA.onReactor { reactorA.wakingIsolated != nil }
+        let markB = try await threadB.onReactor { reactorB.wakingIsolated != nil }
+        #expect(!markA && !markB)
+
+        await client.close()
+        await listener.close()
+        await server.value
+        await threadB.stop()
+        await threadA.stop()
+    }
+
+    @Test("another reactor run() inside a callback of the first while the first has a job queued: the nested run runs only its own jobs; the first's job runs after it returned, on the first reactor's thread")
+    func nestedRunWithJobQueued() async throws {
+        let thread = await BackgroundReactor.start(timeLimit: 50)
+        let reactor = thread.reactor
+        let order = Locked([String]())
+        let (queued, innerJob) = try await thread.onReactor { () -> (Task<Bool, Never>, Task<Bool, Never>) in
+            // Queued on this reactor's thread, to run when its loop goes on.
+            let outer = Task(executorPreference: reactor) { () -> Bool in
+                order.withLock { $0.append("outer job") }
+                return reactor.isRunningOnCurrentThread
+            }
+            let inner = Reactor()
+            // Runs once `inner` runs (queued while it is not running), and stops it.
+            let innerJob = Task(executorPreference: inner) { () -> Bool in
+                order.withLock { $0.append("inner job") }
+                let onInner = inner.isRunningOnCurrentThread
+                try? inner.stop()
+                return onInner
+            }
+            try inner.run()
+            order.withLock { $0.append("inner run returned") }
+            return (outer, innerJob)
+        }
+        #expect(await innerJob.value, "the inner job ran on the thread running the inner reactor")
+        #expect(await queued.value, "the outer job ran on the outer reactor's thread")
+        #expect(order.withLock { $0 } == ["inner job", "inner run returned", "outer job"])
+        let mark = try await thread.onReactor { reactor.wakingIsolated != nil }
+        #expect(!mark)
+        await thread.stop()
+    }
+
     @Test("a task woken by a read may stop the reactor right there (at the end of the read callback): the reactor shuts down cleanly, every handle closes")
     func stopFromWakeUpAfterRead() async throws {
         let thread = await BackgroundReactor.start(timeLimit: 50)

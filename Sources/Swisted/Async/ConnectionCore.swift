@@ -372,30 +372,40 @@ final class ConnectionCore: @unchecked Sendable {
         return chunk
     }
 
-    /// `data` as a new array: in the memory of the chunk handed out last
+    /// `data` as a new array: in the memory of the last chunk copied out
     /// (``Reactor/recycledChunk``) if its reader has let it go and it fits
     /// (its capacity at least `data`'s size and at most twice it, as any
-    /// chunk's), else in a new one. Only this reactor's thread takes and
-    /// refills the recycled chunk, and only when nothing else references it
-    /// (Swift's release on the reader's thread orders before the uniqueness
-    /// check here), so no reader ever sees its bytes change.
+    /// chunk's), else in a new one, which is kept for the next copy. Only
+    /// this reactor's thread takes and refills the recycled chunk, and only
+    /// when nothing else references it (Swift's release on the reader's
+    /// thread orders before the uniqueness check here), so no reader ever
+    /// sees its bytes change. Only copied chunks are kept: a reader that
+    /// mutates a chunk right away copies it once while the reactor still
+    /// holds it, which for a large chunk read in place would cost more than
+    /// its allocation.
     private func arrayCopy(of data: Span<UInt8>) -> [UInt8] {
+        guard reactor.recyclesChunks else { return data.array }
         var chunk = reactor.recycledChunk
         reactor.recycledChunk = []  // `chunk` is now its only reference, unless a reader still holds it
         let count = data.count
-        guard chunk.capacity >= count, chunk.capacity <= 2 * count else { return data.array }
-        // Unreferenced elsewhere: empties it in place (the same memory);
-        // else new memory of that capacity.
-        let memory = chunk.withUnsafeBufferPointer { $0.baseAddress }
-        chunk.removeAll(keepingCapacity: true)
-        data.withUnsafeBufferPointer { chunk.append(contentsOf: $0) }
-        if chunk.withUnsafeBufferPointer({ $0.baseAddress }) == memory { recycledChunks += 1 }
+        if chunk.capacity >= count, chunk.capacity <= 2 * count {
+            // Unreferenced elsewhere: emptied in place (the same memory);
+            // else new memory of that capacity.
+            let memory = chunk.withUnsafeBufferPointer { $0.baseAddress }
+            chunk.removeAll(keepingCapacity: true)
+            data.withUnsafeBufferPointer { chunk.append(contentsOf: $0) }
+            if chunk.withUnsafeBufferPointer({ $0.baseAddress }) == memory { recycledChunks += 1 }
+        } else {
+            chunk = data.array
+        }
+        reactor.recycledChunk = chunk
         return chunk
     }
 
     /// Grows the expected read size at once when a read reached it (there
     /// may be more), shrinks it after four reads in a row used less than half.
     private func adaptReadSize(after count: Int) {
+        defer { connection?.protocolGivesReadBuffer = readSize >= ConnectionCore.ownArrayReadSize }
         if count >= readSize {
             smallReads = 0
             readSize = min(readSize * 4, ConnectionCore.maxReadSize)

@@ -65,9 +65,9 @@ public final class Reactor: @unchecked Sendable {
     /// idle connections hold none and a large read does not allocate twice.
     /// Reactor thread only.
     var spareReadArray: [UInt8] = []
-    /// The chunk last handed to an async reader of this reactor's
-    /// connections, kept so that the next small read is copied into its
-    /// memory if the reader has let it go by then
+    /// The chunk last copied out of the read slab for an async reader of
+    /// this reactor's connections, kept so that the next small read is
+    /// copied into its memory if the reader has let it go by then
     /// (``ConnectionCore/arrayCopy(of:)``): an echo-like reader drops each chunk
     /// before the next read, so its reads allocate and free nothing (glibc
     /// serves a 1 KiB array from its bins, not its per-thread cache: the
@@ -75,6 +75,12 @@ public final class Reactor: @unchecked Sendable {
     /// in cache misses than in instructions). At most one per reactor.
     /// Reactor thread only.
     var recycledChunk: [UInt8] = []
+    /// The idle handle is started (``startIdle()``).
+    private var idleActive = false
+    /// An async read callback is running (``StreamConnection``'s
+    /// `streamOwnBufferReadCallback`): work queued meanwhile runs at its
+    /// end, in ``runSoonAfterRead()``, which clears it.
+    var inAsyncRead = false
     /// Whether chunks are recycled (``recycledChunk``): not under
     /// ThreadSanitizer, which does not see the ordering of Swift's
     /// reference counts (the reader's last release on another thread, then
@@ -424,8 +430,14 @@ public final class Reactor: @unchecked Sendable {
         if soon.count == 1 { startIdle() }
     }
 
+    /// Makes the loop's idle phase run ``runSoon()`` (work is queued), unless
+    /// an async read callback is running: its end runs that work
+    /// (``runSoonAfterRead()``) and starts the idle handle only for what is
+    /// left then (no idle start and stop per read).
     func startIdle() {
-        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")  // no-op if already started
+        guard !idleActive, !inAsyncRead else { return }
+        idleActive = true
+        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")
     }
 
     fileprivate func runSoon() {
@@ -435,7 +447,14 @@ public final class Reactor: @unchecked Sendable {
             for function in batch { function() }
         }
         if !localJobs.isEmpty { runJobBatch() }
-        if soon.isEmpty && localJobs.isEmpty { uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop") }
+        if soon.isEmpty && localJobs.isEmpty {
+            if idleActive {
+                idleActive = false
+                uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop")
+            }
+        } else {
+            startIdle()  // work queued by this round waits for the next
+        }
     }
 
     /// Runs the executor jobs queued on this thread so far (jobs they queue
@@ -466,6 +485,7 @@ public final class Reactor: @unchecked Sendable {
     /// its callback. Other work queued on this thread runs then too,
     /// earlier than the idle phase would have run it. Reactor thread.
     func runSoonAfterRead() {
+        inAsyncRead = false
         guard !soon.isEmpty || !localJobs.isEmpty else { return }
         jobBatchesRunAfterRead &+= 1
         runSoon()

@@ -24,6 +24,11 @@ class StreamConnection: HandleOwning, Transport {
     final let reactor: Reactor
     final let stream: UnsafeMutablePointer<uv_stream_t>
     final var proto: Protocol?
+    /// The protocol's ``Protocol/readBuffer()`` gives the next read's memory
+    /// (set by a protocol with ``Protocol/providesReadBuffers`` when it
+    /// wants its own memory, large reads; otherwise the read lands in the
+    /// reactor's slab without asking it).
+    final var protocolGivesReadBuffer = false
     /// The connector of a client connection: hears of a failed attempt or a lost connection.
     final var connector: Connector?
     final private(set) var state: State
@@ -484,9 +489,12 @@ private func streamReadCallback(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ 
 }
 
 /// The alloc callback of a protocol with ``Protocol/providesReadBuffers``:
-/// the read lands in the protocol's memory (the slab if it has none to give).
+/// the read lands in the protocol's memory when it wants to give some
+/// (``StreamConnection/protocolGivesReadBuffer``), else in the slab.
 private func streamOwnBufferAllocCallback(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
-    let memory = Unmanaged<StreamConnection>.fromOpaque(handle!.pointee.data)._withUnsafeGuaranteedRef { $0.proto?.readBuffer() }
+    let memory = Unmanaged<StreamConnection>.fromOpaque(handle!.pointee.data)._withUnsafeGuaranteedRef {
+        $0.protocolGivesReadBuffer ? $0.proto?.readBuffer() : nil
+    }
     guard let memory, let base = memory.baseAddress, memory.count > 0 else {
         streamAllocCallback(handle, suggested, buffer)
         return
@@ -495,12 +503,14 @@ private func streamOwnBufferAllocCallback(_ handle: UnsafeMutablePointer<uv_hand
 }
 
 private func streamOwnBufferReadCallback(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ nread: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
+    let reactor = Reactor.of(stream!.pointee.loop)
+    reactor._withUnsafeGuaranteedRef { $0.inAsyncRead = true }
     Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data)._withUnsafeGuaranteedRef {
         if nread <= 0 { $0.proto?.readBufferUnused() }
         $0.didRead(nread, buffer!.pointee.base)
     }
     // The async API's reads: the task they woke runs now (see runSoonAfterRead).
-    Reactor.of(stream!.pointee.loop)._withUnsafeGuaranteedRef { $0.runSoonAfterRead() }
+    reactor._withUnsafeGuaranteedRef { $0.runSoonAfterRead() }
 }
 
 private func streamWriteCallback(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {
