@@ -218,46 +218,38 @@ struct AsyncConnectionTests {
 
     @Test("an actor on reactor A reading a connection of reactor B (two reactor threads): correct, every step isolated to A, no wake-up mark left on either")
     func actorReadsAnotherReactorsConnection() async throws {
-        let threadA = await BackgroundReactor.start(timeLimit: 50)
-        let threadB = await BackgroundReactor.start(timeLimit: 50)
-        let reactorA = threadA.reactor, reactorB = threadB.reactor
-        let listener = try await reactorB.listen(port: 0, interface: "127.0.0.1")
-        let server = serveEcho(listener)
-        let client = try await reactorB.connect(host: "127.0.0.1", port: listener.port)
-
         // B's read callbacks resume the actor's task: it does not wait
         // isolated to B's executor, so B wakes it as any task (through the
-        // global pool, then into A). Each step checks it is isolated to A.
-        let pinger = Pinger(reactor: reactorA)
-        let rounds = try await Task { try await pinger.ping(client, rounds: 100) }.value
-        #expect(rounds == 100)
-        let markA = try await threadA.onReactor { reactorA.wakingIsolated != nil }
-        let markB = try await threadB.onReactor { reactorB.wakingIsolated != nil }
-        #expect(!markA && !markB)
-
-        await client.close()
-        await listener.close()
-        await server.value
-        await threadB.stop()
-        await threadA.stop()
+        // global pool, then into A).
+        try await pingAcrossReactors(connectionOnA: false, taskPrefersB: false)
     }
 
     @Test("a task preferring reactor B waits in an actor on reactor A, reading A's connection: every step isolated to A, every reply right, no wake-up mark left on either")
     func actorOnAInTaskPreferringB() async throws {
-        let threadA = await BackgroundReactor.start(timeLimit: 50)
-        let threadB = await BackgroundReactor.start(timeLimit: 50)
-        let reactorA = threadA.reactor, reactorB = threadB.reactor
-        let listener = try await reactorA.listen(port: 0, interface: "127.0.0.1")
-        let server = serveEcho(listener)
-        let client = try await reactorA.connect(host: "127.0.0.1", port: listener.port)
-
         // A's read callbacks wake the task as one waiting isolated to A, but
         // Swift enqueues it on its preferred executor, B (from A's thread):
         // B must run it as an ordinary task of its own (not as a wake-up it
-        // marked), and the task then enters A again. Pinger traps on any
-        // step not isolated to A.
+        // marked), and the task then enters A again.
+        try await pingAcrossReactors(connectionOnA: true, taskPrefersB: true)
+    }
+
+    /// Two reactor threads, A and B; an actor on A makes 100 round trips
+    /// over an echo connection of A or B, from a task preferring B or none.
+    /// Pinger traps on any step not isolated to A; afterwards neither
+    /// reactor may keep a wake-up mark.
+    private func pingAcrossReactors(connectionOnA: Bool, taskPrefersB: Bool) async throws {
+        let threadA = await BackgroundReactor.start(timeLimit: 50)
+        let threadB = await BackgroundReactor.start(timeLimit: 50)
+        let reactorA = threadA.reactor, reactorB = threadB.reactor
+        let connectionReactor = connectionOnA ? reactorA : reactorB
+        let listener = try await connectionReactor.listen(port: 0, interface: "127.0.0.1")
+        let server = serveEcho(listener)
+        let client = try await connectionReactor.connect(host: "127.0.0.1", port: listener.port)
+
         let pinger = Pinger(reactor: reactorA)
-        let rounds = try await Task(executorPreference: reactorB) { try await pinger.ping(client, rounds: 100) }.value
+        let rounds = try await (taskPrefersB
+            ? Task(executorPreference: reactorB) { try await pinger.ping(client, rounds: 100) }
+            : Task { try await pinger.ping(client, rounds: 100) }).value
         #expect(rounds == 100)
         let markA = try await threadA.onReactor { reactorA.wakingIsolated != nil }
         let markB = try await threadB.onReactor { reactorB.wakingIsolated != nil }
