@@ -87,6 +87,7 @@ FULL = dict(
     # A/B rounds (echo-load --port-b): the async server and swisted-echo run side
     # by side, driven alternately in 100 ms slices; each round is a fresh pair.
     ab_rounds=5, ab_slices=30, ab_slice_ms=100, ab_warmup=1.0,
+    echo_ab_rounds=3,  # the same side by side for the callback servers against uv-echo
     callgrind=True, callgrind_rounds=1, callgrind_trips=CALLGRIND_TRIPS, callgrind_conns=2000,
     alloc_rounds=3, alloc_seconds=1.0,
     idle_conns=10000, idle_rounds=3,
@@ -98,7 +99,7 @@ QUICK = dict(
     echo=[(1, 1024), (50, 1024)],
     echo_seconds=1.0, echo_warmup=0.3,
     async_echo=[(50, 1024)], async_table=ASYNC_TABLE,
-    ab_rounds=1, ab_slices=10, ab_slice_ms=100, ab_warmup=0.5,
+    ab_rounds=1, ab_slices=10, ab_slice_ms=100, ab_warmup=0.5, echo_ab_rounds=1,
     callgrind=True, callgrind_rounds=1, callgrind_trips=5000, callgrind_conns=500,
     callgrind_only=("uv-echo", "swisted"),  # name prefixes: nio-echo under valgrind is slow
     alloc_rounds=1, alloc_seconds=1.0,
@@ -699,7 +700,7 @@ def main():
     async_only_live = [n for n in async_only if n not in unavailable]
 
     results = {"config": {k: v for k, v in cfg.items()}, "quick": args.quick, "servers": servers,
-               "async_servers": async_servers, "unavailable": unavailable, "echo": {}, "async_echo": {}, "async_ab": {},
+               "async_servers": async_servers, "unavailable": unavailable, "echo": {}, "echo_ab": {}, "async_echo": {}, "async_ab": {},
                "callgrind": {}, "alloc": {}, "idle": {}, "churn": {}, "micro": {}}
 
     # 1. echo throughput / latency / CPU
@@ -708,6 +709,15 @@ def main():
         results["echo"][key] = run_interleaved(
             f"echo {key}", live, cfg["rounds"],
             lambda n: m_echo(n, conns, size, cfg["echo_seconds"], cfg["echo_warmup"]))
+
+    # 1a. the servers' CPU against uv-echo, side by side (A/B slices)
+    echo_ab_live = [n for n in live if n != BASELINE]
+    if BASELINE in live and echo_ab_live and cfg.get("echo_ab_rounds"):
+        for conns, size in cfg["echo"]:
+            key = f"{conns}x{size}"
+            results["echo_ab"][key] = run_interleaved(
+                f"echo A/B {key}", echo_ab_live, cfg["echo_ab_rounds"],
+                lambda n: m_ab(n, BASELINE, conns, size, cfg))
 
     # 1b. async echo (issue #9): the async servers against swisted-echo, interleaved
     if async_live:
@@ -860,14 +870,45 @@ def paired_ratio(by, n, key, base, unavailable):
     return ratio(v, b)
 
 
-def ab_ratio(res, key, n):
-    """(median, lowest, highest, rounds) of the A/B CPU ratio of async server n
-    in shape key, over the rounds that produced one; None without any."""
-    rs = [r["cpu_ratio"] for r in res.get("async_ab", {}).get(key, {}).get(n, [])
+def ab_ratio(res, key, n, section="async_ab"):
+    """(median, lowest, highest, rounds) of the A/B CPU ratio of server n in
+    shape key of `section` ("async_ab" or "echo_ab"), over the rounds that
+    produced one; None without any."""
+    rs = [r["cpu_ratio"] for r in res.get(section, {}).get(key, {}).get(n, [])
           if isinstance(r, dict) and isinstance(r.get("cpu_ratio"), (int, float)) and r["cpu_ratio"] > 0]
     if not rs:
         return None
     return statistics.median(rs), min(rs), max(rs), len(rs)
+
+
+def ab_table(L, res, section, base, cfg, cell, title, which):
+    """Appends the table of an A/B section (m_ab rounds against `base`) to L."""
+    L.append(title)
+    L.append(f"Each round starts {base} and {which} fresh, both pinned to CPU {SERVER_CPU}; "
+             f"the load generator (`echo-load --port-b`, CPU {LOAD_CPU}) keeps its connections to both and drives "
+             f"one at a time, alternating, {cfg['ab_slices']} slices each of {cfg['ab_slice_ms']} ms after "
+             f"{cfg['ab_warmup']} s of warm-up. A slice's server CPU is the server's process CPU clock "
+             "(`clock_getcpuclockid`: every thread, nanoseconds) over the slice, trips in flight included. "
+             f"Ratio = the server's CPU per round trip over {base}'s, over all slices of a round; "
+             f"median over the rounds (fresh process pairs), with the lowest and highest round. "
+             "Both servers meet the machine's drifts alike, so a round is steady to about ±2 % (an A/A check, "
+             "swisted-echo against itself, gives 1.00); rounds differ more than that at 64 KiB, where the "
+             "kernel's copies depend on where a process's buffers lie in memory.\n")
+    L.append(f"| test | server | server CPU µs/rt | {base} CPU µs/rt | CPU ratio (median) | "
+             "lowest – highest round | rounds |")
+    L.append("|---|---|---:|---:|---:|---:|---:|")
+    for key, by in res[section].items():
+        c, s_ = key.split("x")
+        label = f"{c} conn × {human_size(int(s_))}"
+        for n in by:
+            r = ab_ratio(res, key, n, section)
+            if r is None:
+                errs = [str(e) for e in by[n] if isinstance(e, BenchError)]
+                L.append(f"| {label} | {n} | n/a | n/a | {na(errs[0] if errs else 'no data')} | | 0 |")
+                continue
+            L.append(f"| {label} | {n} | {cell(by, n, 'server_cpu_us_per_rt', 2)} | "
+                     f"{cell(by, n, 'base_cpu_us_per_rt', 2)} | **{r[0]:.2f}** | {r[1]:.2f} – {r[2]:.2f} | {r[3]} |")
+    L.append("")
 
 
 def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_only=()):
@@ -928,7 +969,7 @@ def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_onl
              "Load-gen CPU is the load generator's own CPU share of the window (1.0 = one core saturated); "
              "other CPU is what the rest of the machine used meanwhile (all CPUs' busy time from /proc/stat minus "
              "server and load generator; > 0.1 means the figures are disturbed).\n")
-    L.append("| test | server | round trips/s | ratio to uv-echo | MB/s | server CPU µs/rt | CPU ratio | p50 µs | p99 µs | load-gen CPU | other CPU |")
+    L.append("| test | server | round trips/s | ratio to uv-echo | MB/s | server CPU µs/rt | CPU ratio (sequential) | p50 µs | p99 µs | load-gen CPU | other CPU |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, by in res["echo"].items():
         c, s = key.split("x")
@@ -940,8 +981,10 @@ def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_onl
                      f"{cell(by, n, 'p99_us')} | {cell(by, n, 'loadgen_cpu_frac', 2)} | "
                      f"{cell(by, n, 'other_cpu_frac', 2)} |")
     L.append("")
+    if res.get("echo_ab"):
+        ab_table(L, res, "echo_ab", BASELINE, cfg, cell,
+                 f"### Server CPU side by side (A/B) against {BASELINE}\n", "the server")
 
-    # async echo
     if res.get("async_echo"):
         L.append("## Async echo: async/await servers against Swisted's callback echo\n")
         L.append("The same closed-loop echo as above, in rounds of their own (interleaved among these servers): "
@@ -973,32 +1016,8 @@ def render_md(res, cfg, servers, hot, hot_conn=None, async_servers=(), async_onl
                          f"{cell(by, n, 'loadgen_cpu_frac', 2)} | {cell(by, n, 'other_cpu_frac', 2)} |")
         L.append("")
     if res.get("async_ab"):
-        L.append(f"### Server CPU side by side (A/B): the figure for issue #9's target\n")
-        L.append(f"Each round starts {ASYNC_BASELINE} and the async server fresh, both pinned to CPU {SERVER_CPU}; "
-                 f"the load generator (`echo-load --port-b`, CPU {LOAD_CPU}) keeps its connections to both and drives "
-                 f"one at a time, alternating, {cfg['ab_slices']} slices each of {cfg['ab_slice_ms']} ms after "
-                 f"{cfg['ab_warmup']} s of warm-up. A slice's server CPU is the server's process CPU clock "
-                 "(`clock_getcpuclockid`: every thread, nanoseconds) over the slice, trips in flight included. "
-                 f"Ratio = the server's CPU per round trip over {ASYNC_BASELINE}'s, over all slices of a round; "
-                 f"median over {cfg['ab_rounds']} rounds (fresh process pairs), with the lowest and highest round. "
-                 "Both servers meet the machine's drifts alike, so a round is steady to about ±2 % (an A/A check, "
-                 f"{ASYNC_BASELINE} against itself, gives 1.00); rounds differ more than that at 64 KiB, where the "
-                 "kernel's copies depend on where a process's buffers lie in memory.\n")
-        L.append(f"| test | server | server CPU µs/rt | {ASYNC_BASELINE} CPU µs/rt | CPU ratio (median) | "
-                 "lowest – highest round | rounds |")
-        L.append("|---|---|---:|---:|---:|---:|---:|")
-        for key, by in res["async_ab"].items():
-            c, s_ = key.split("x")
-            label = f"{c} conn × {human_size(int(s_))}"
-            for n in by:
-                r = ab_ratio(res, key, n)
-                if r is None:
-                    errs = [str(e) for e in by[n] if isinstance(e, BenchError)]
-                    L.append(f"| {label} | {n} | n/a | n/a | {na(errs[0] if errs else 'no data')} | | 0 |")
-                    continue
-                L.append(f"| {label} | {n} | {cell(by, n, 'server_cpu_us_per_rt', 2)} | "
-                         f"{cell(by, n, 'base_cpu_us_per_rt', 2)} | **{r[0]:.2f}** | {r[1]:.2f} – {r[2]:.2f} | {r[3]} |")
-        L.append("")
+        ab_table(L, res, "async_ab", ASYNC_BASELINE, cfg, cell,
+                 "### Server CPU side by side (A/B): the figure for issue #9's target\n", "the async server")
 
     # callgrind
     L.append("## Instructions per round trip (callgrind)\n")
@@ -1223,6 +1242,12 @@ def render_svg(res, cfg, servers, async_servers=()):
     groups = []
     for key, by in res["echo"].items():
         c, s = key.split("x")
+        if res.get("echo_ab", {}).get(key):
+            # The side-by-side (A/B) ratio, where measured.
+            vals = {n: (ab_ratio(res, key, n, "echo_ab") or (None,))[0] for n in servers if n != BASELINE}
+            vals[BASELINE] = 1.0
+            groups.append((f"{c}×{human_size(int(s))}", {n: vals.get(n) for n in servers}))
+            continue
         groups.append((f"{c}×{human_size(int(s))}", {n: r(by, n, "server_cpu_us_per_rt") for n in servers}))
     groups.append(("churn", {n: r(res["churn"], n, "server_cpu_us_per_conn") for n in servers}))
     panels.append(("Server CPU time per round trip / connection relative to uv-echo (lower is better)", groups))
