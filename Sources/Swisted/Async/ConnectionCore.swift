@@ -424,7 +424,6 @@ final class ConnectionCore: @unchecked Sendable {
     /// buffer it; pause reading the socket above the high-water mark.
     func received(_ data: Span<UInt8>) {
         let chunk = chunk(of: data)
-        if reactor.recyclesChunks { reactor.recycledChunk = chunk }
         let high = inboundHighWater
         let (reader, pause) = inbound.withLock { state -> (ConsumerSlot<[UInt8]>.Waiter?, Bool) in
             guard state.end == nil else { return (nil, false) }
