@@ -50,6 +50,9 @@ final class ConnectionCore: @unchecked Sendable {
     private var smallReads = 0
     /// Chunks that are the read array itself (no copy), for tests.
     private(set) var uncopiedChunks = 0
+    /// The address of the last chunk handed over in place (the read array
+    /// itself), for tests.
+    private(set) var lastUncopiedChunk: UInt = 0
     /// Chunks copied into a recycled chunk's memory (``arrayCopy(of:)``), for tests.
     private(set) var recycledChunks = 0
 
@@ -369,6 +372,7 @@ final class ConnectionCore: @unchecked Sendable {
         readArray = []  // `chunk` is now the only reference: trimming it moves nothing
         chunk.removeSubrange(count...)  // a count change: nothing moves, capacity stays
         uncopiedChunks += 1
+        lastUncopiedChunk = chunk.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
         return chunk
     }
 
