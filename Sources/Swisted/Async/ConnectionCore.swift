@@ -45,7 +45,9 @@ final class ConnectionCore: @unchecked Sendable {
     @exclusivity(unchecked) private var readArray: [UInt8] = []
     /// The read size expected next, adapted to the reads seen
     /// (``adaptReadSize(after:)``).
-    private var readSize = ConnectionCore.minReadSize
+    private var readSize = ConnectionCore.minReadSize {
+        didSet { connection?.protocolGivesReadBuffer = readSize >= ConnectionCore.ownArrayReadSize }
+    }
     /// Reads in a row that used less than half of the expected size.
     private var smallReads = 0
     /// Chunks that are the read array itself (no copy), for tests.
@@ -409,7 +411,6 @@ final class ConnectionCore: @unchecked Sendable {
     /// Grows the expected read size at once when a read reached it (there
     /// may be more), shrinks it after four reads in a row used less than half.
     private func adaptReadSize(after count: Int) {
-        defer { connection?.protocolGivesReadBuffer = readSize >= ConnectionCore.ownArrayReadSize }
         if count >= readSize {
             smallReads = 0
             readSize = min(readSize * 4, ConnectionCore.maxReadSize)

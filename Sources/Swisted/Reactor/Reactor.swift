@@ -75,12 +75,9 @@ public final class Reactor: @unchecked Sendable {
     /// in cache misses than in instructions). At most one per reactor.
     /// Reactor thread only.
     var recycledChunk: [UInt8] = []
-    /// The idle handle is started (``startIdle()``).
-    private var idleActive = false
-    /// An async read callback is running (``StreamConnection``'s
-    /// `streamOwnBufferReadCallback`): work queued meanwhile runs at its
-    /// end, in ``runSoonAfterRead()``, which clears it.
-    var inAsyncRead = false
+    /// An async read callback is running (``asyncRead(_:)``): work queued
+    /// meanwhile runs at its end, in ``runSoonAfterRead()``.
+    private var inAsyncRead = false
     /// Whether chunks are recycled (``recycledChunk``): not under
     /// ThreadSanitizer, which does not see the ordering of Swift's
     /// reference counts (the reader's last release on another thread, then
@@ -435,9 +432,8 @@ public final class Reactor: @unchecked Sendable {
     /// (``runSoonAfterRead()``) and starts the idle handle only for what is
     /// left then (no idle start and stop per read).
     func startIdle() {
-        guard !idleActive, !inAsyncRead else { return }
-        idleActive = true
-        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")
+        guard !inAsyncRead else { return }
+        uvMustSucceed(uv_idle_start(idle, reactorIdleCallback), "uv_idle_start")  // no-op if already started
     }
 
     fileprivate func runSoon() {
@@ -448,10 +444,7 @@ public final class Reactor: @unchecked Sendable {
         }
         if !localJobs.isEmpty { runJobBatch() }
         if soon.isEmpty && localJobs.isEmpty {
-            if idleActive {
-                idleActive = false
-                uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop")
-            }
+            uvMustSucceed(uv_idle_stop(idle), "uv_idle_stop")  // no-op if not started
         } else {
             startIdle()  // work queued by this round waits for the next
         }
@@ -474,6 +467,16 @@ public final class Reactor: @unchecked Sendable {
         }
     }
 
+    /// Runs `read`, an async read callback's work, then
+    /// ``runSoonAfterRead()``: work queued during `read` runs there, without
+    /// starting the idle handle for it. Reactor thread.
+    func asyncRead(_ read: () -> Void) {
+        inAsyncRead = true
+        read()
+        inAsyncRead = false
+        runSoonAfterRead()
+    }
+
     /// Runs the idle phase's work now (``callSoon(_:)`` functions, then one
     /// batch of executor jobs, in that order as always), at the end of a
     /// read callback of the async API, after its protocol callback returned:
@@ -484,8 +487,7 @@ public final class Reactor: @unchecked Sendable {
     /// `epoll_wait` more per request), while the callback API answers inside
     /// its callback. Other work queued on this thread runs then too,
     /// earlier than the idle phase would have run it. Reactor thread.
-    func runSoonAfterRead() {
-        inAsyncRead = false
+    private func runSoonAfterRead() {
         guard !soon.isEmpty || !localJobs.isEmpty else { return }
         jobBatchesRunAfterRead &+= 1
         runSoon()

@@ -503,14 +503,15 @@ private func streamOwnBufferAllocCallback(_ handle: UnsafeMutablePointer<uv_hand
 }
 
 private func streamOwnBufferReadCallback(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ nread: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
-    let reactor = Reactor.of(stream!.pointee.loop)
-    reactor._withUnsafeGuaranteedRef { $0.inAsyncRead = true }
-    Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data)._withUnsafeGuaranteedRef {
-        if nread <= 0 { $0.proto?.readBufferUnused() }
-        $0.didRead(nread, buffer!.pointee.base)
+    // The async API's reads: the task they woke runs at the end (see Reactor.asyncRead).
+    Reactor.of(stream!.pointee.loop)._withUnsafeGuaranteedRef { reactor in
+        reactor.asyncRead {
+            Unmanaged<StreamConnection>.fromOpaque(stream!.pointee.data)._withUnsafeGuaranteedRef {
+                if nread <= 0 { $0.proto?.readBufferUnused() }
+                $0.didRead(nread, buffer!.pointee.base)
+            }
+        }
     }
-    // The async API's reads: the task they woke runs now (see runSoonAfterRead).
-    reactor._withUnsafeGuaranteedRef { $0.runSoonAfterRead() }
 }
 
 private func streamWriteCallback(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {
