@@ -881,6 +881,12 @@ def ab_ratio(res, key, n, section="async_ab"):
     return statistics.median(rs), min(rs), max(rs), len(rs)
 
 
+def ab_medians(res, section, key, names, base):
+    """{server: median A/B CPU ratio (None if not measured)} for one shape of
+    an A/B section; `base` itself is 1."""
+    return {n: 1.0 if n == base else (ab_ratio(res, key, n, section) or (None,))[0] for n in names}
+
+
 def ab_table(L, res, section, base, cfg, cell, title, which):
     """Appends the table of an A/B section (m_ab rounds against `base`) to L."""
     L.append(title)
@@ -1242,11 +1248,8 @@ def render_svg(res, cfg, servers, async_servers=()):
     groups = []
     for key, by in res["echo"].items():
         c, s = key.split("x")
-        if res.get("echo_ab", {}).get(key):
-            # The side-by-side (A/B) ratio, where measured.
-            vals = {n: (ab_ratio(res, key, n, "echo_ab") or (None,))[0] for n in servers if n != BASELINE}
-            vals[BASELINE] = 1.0
-            groups.append((f"{c}×{human_size(int(s))}", {n: vals.get(n) for n in servers}))
+        if res.get("echo_ab", {}).get(key):  # the side-by-side (A/B) ratio, where measured
+            groups.append((f"{c}×{human_size(int(s))}", ab_medians(res, "echo_ab", key, servers, BASELINE)))
             continue
         groups.append((f"{c}×{human_size(int(s))}", {n: r(by, n, "server_cpu_us_per_rt") for n in servers}))
     groups.append(("churn", {n: r(res["churn"], n, "server_cpu_us_per_conn") for n in servers}))
@@ -1263,11 +1266,9 @@ def render_svg(res, cfg, servers, async_servers=()):
             groups = []
             for k, by in res["async_echo"].items():
                 c, s = k.split("x")
-                if key == "server_cpu_us_per_rt" and res.get("async_ab", {}).get(k):
-                    # The side-by-side (A/B) ratio, where measured.
-                    vals = {n: (ab_ratio(res, k, n) or (None,))[0] for n in async_servers if n != ASYNC_BASELINE}
-                    vals[ASYNC_BASELINE] = 1.0
-                    groups.append((f"{c}×{human_size(int(s))}", {n: vals.get(n) for n in async_servers}))
+                if key == "server_cpu_us_per_rt" and res.get("async_ab", {}).get(k):  # A/B, where measured
+                    groups.append((f"{c}×{human_size(int(s))}",
+                                   ab_medians(res, "async_ab", k, async_servers, ASYNC_BASELINE)))
                     continue
                 groups.append((f"{c}×{human_size(int(s))}",
                                {n: r(by, n, key, ASYNC_BASELINE) for n in async_servers}))
