@@ -1253,7 +1253,8 @@ def render_svg(res, cfg, servers, async_servers=()):
             continue
         groups.append((f"{c}×{human_size(int(s))}", {n: r(by, n, "server_cpu_us_per_rt") for n in servers}))
     groups.append(("churn", {n: r(res["churn"], n, "server_cpu_us_per_conn") for n in servers}))
-    panels.append(("Server CPU time per round trip / connection relative to uv-echo (lower is better)", groups))
+    how = " (echo: side by side; churn: sequential rounds)" if res.get("echo_ab") else ""
+    panels.append((f"Server CPU per round trip / connection relative to uv-echo{how} (lower is better)", groups))
     if res.get("callgrind"):
         panels.append(("User-space instructions (callgrind) relative to uv-echo (lower is better)",
                        [("Ir per round trip", {n: r(res["callgrind"], n, "ir_per_rt") for n in servers}),
