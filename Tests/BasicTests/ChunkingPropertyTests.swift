@@ -125,6 +125,58 @@ struct ChunkingPropertyTests {
         }
     }
 
+    @Test("LineReceiver and IntNStringReceiver: random pauses inside callbacks, resumed between reads or not")
+    func pauses() throws {
+        /// Feeds `stream` cut at `cutPoints` to `proto`, resuming after a piece
+        /// with probability 1/2 while paused, and at the end until it stays resumed.
+        func feed(_ proto: some Protocol & PushProducer, paused: () -> Bool, _ stream: [UInt8],
+                  _ cutPoints: [Int], _ random: inout SeededRandom) throws {
+            let ends = Set(cutPoints.filter { $0 > 0 && $0 < stream.count }).sorted() + [stream.count]
+            var start = 0
+            for end in ends {
+                try stream.withUnsafeBufferPointer { try proto.dataReceived(UnsafeBufferPointer(rebasing: $0[start..<end]).span) }
+                start = end
+                if paused(), Bool.random(using: &random) { proto.resumeProducing() }
+            }
+            while paused() { proto.resumeProducing() }
+        }
+        forAll(seed: 0x5EED_0020) { (random: inout SeededRandom, index: Int) throws -> String? in
+            var lines: [[UInt8]] = []
+            for _ in 0..<Int.random(in: 0...12, using: &random) { lines.append(randomLine(maxLength: 16, &random)) }
+            let stream: [UInt8] = lines.flatMap { line -> [UInt8] in line + [13, 10] }
+            let cutPoints = cuts(stream.count, strategy: index, &random)
+            var pauses = SeededRandom(seed: UInt64(index))
+            let proto = LineRecorder()
+            try attach(proto)
+            var deliveredWhilePaused = false
+            proto.onLine = { proto, _ in
+                deliveredWhilePaused = deliveredWhilePaused || proto.paused
+                if Int.random(in: 0..<3, using: &pauses) == 0 { proto.pauseProducing() }
+            }
+            try feed(proto, paused: { proto.paused }, stream, cutPoints, &random)
+            let ok = proto.lines == lines && proto.bufferedByteCount == 0 && !deliveredWhilePaused
+            return ok ? nil : "lines \(lines), cuts \(cutPoints.sorted()), got \(proto.lines), delivered while paused: \(deliveredWhilePaused)"
+        }
+        for width in [1, 2, 4] {
+            forAll(seed: 0x5EED_0030 + UInt64(width)) { (random: inout SeededRandom, index: Int) throws -> String? in
+                let strings = (0..<Int.random(in: 0...10, using: &random)).map { _ in random.bytes(Int.random(in: 0...40, using: &random)) }
+                let stream = strings.flatMap { lengthPrefixed($0, width: width) }
+                let cutPoints = cuts(stream.count, strategy: index, &random)
+                var pauses = SeededRandom(seed: UInt64(index))
+                let proto = IntNRecorder(prefixLength: width)
+                try attach(proto)
+                var deliveredWhilePaused = false
+                proto.onString = { proto in
+                    deliveredWhilePaused = deliveredWhilePaused || proto.paused
+                    if Int.random(in: 0..<3, using: &pauses) == 0 { proto.pauseProducing() }
+                }
+                try feed(proto, paused: { proto.paused }, stream, cutPoints, &random)
+                let ok = proto.strings == strings && proto.bufferedByteCount == 0 && !deliveredWhilePaused
+                return ok ? nil : "strings \(strings.map(\.count)), cuts \(cutPoints.sorted()), delivered while paused: \(deliveredWhilePaused)"
+            }
+        }
+    }
+
     @Test("what sendLine and sendString write parses back into the same frames")
     func sendersRoundTrip() throws {
         forAll(seed: 0x5EED_0020) { (random: inout SeededRandom, index: Int) throws -> String? in

@@ -36,8 +36,9 @@ struct LoopbackRun {
         }
     }
 
-    private static func run(send: [UInt8], make: @escaping () -> Protocol, collect: @escaping (Protocol, inout LoopbackRun) -> Void) throws -> LoopbackRun {
-        let reactor = Reactor()
+    /// A server built by `make` on `reactor`; a client sends `send` and waits for the server to hang up.
+    static func run(send: [UInt8], reactor: Reactor = Reactor(), make: @escaping () -> Protocol,
+                    collect: @escaping (Protocol, inout LoopbackRun) -> Void) throws -> LoopbackRun {
         var result = LoopbackRun()
         var logged: [String] = []
         reactor.logHandler = { logged.append($0) }

@@ -75,7 +75,11 @@ final class IntNRecorder: IntNStringReceiver {
     var strings: [[UInt8]] = []
     var exceeded: [Int] = []
     var tolerant = false
-    override func stringReceived(_ string: Span<UInt8>) throws { strings.append(string.array) }
+    var onString: ((IntNRecorder) -> Void)?
+    override func stringReceived(_ string: Span<UInt8>) throws {
+        strings.append(string.array)
+        onString?(self)
+    }
     override func lengthLimitExceeded(_ length: Int) throws {
         exceeded.append(length)
         if !tolerant { try super.lengthLimitExceeded(length) }

@@ -17,7 +17,7 @@
 /// when the frame lies inside one read (no copy, no allocation), or into the
 /// receiver's buffer when it was split between reads; valid only during the
 /// call either way. Only a partial frame is kept: at most
-/// `prefixLength + maxLength` bytes.
+/// `prefixLength + maxLength` bytes (while not paused: see ``pauseProducing()``).
 ///
 /// ## Limits
 /// A prefix announcing more than ``maxLength`` bytes (99999 by default)
@@ -76,6 +76,7 @@ open class IntNStringReceiver: Protocol {
         // Nothing more once the transport is closing, not even bytes a callback
         // queued (re-entry) before it called loseConnection (found by Fuzz/).
         if transport?.disconnecting == true { return }
+        if reentry.paused { return reentry.hold(chunk) }
         let prefixLength = self.prefixLength
         var position = 0
         if !partial.isEmpty {
@@ -107,6 +108,9 @@ open class IntNStringReceiver: Protocol {
         // The zero-copy path: whole frames inside this read.
         let base = chunk.baseAddress
         while chunk.count - position >= prefixLength {
+            if reentry.paused {  // pauseProducing() from a callback: hold the rest back
+                return reentry.hold(UnsafeBufferPointer(rebasing: chunk[position...]))
+            }
             let length = readLength(base! + position)
             if length > maxLength { return try lengthLimitExceeded(length) }
             let start = position + prefixLength
@@ -116,8 +120,39 @@ open class IntNStringReceiver: Protocol {
             if transport?.disconnecting == true { return }
         }
         if position < chunk.count {
+            if reentry.paused { return reentry.hold(UnsafeBufferPointer(rebasing: chunk[position...])) }
             partial.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[position...]))
         }
+    }
+
+    // MARK: Flow control
+
+    /// True from ``pauseProducing()`` or ``stopProducing()`` until
+    /// ``resumeProducing()``: nothing is delivered (Twisted's `paused`).
+    public var paused: Bool { reentry.paused }
+
+    /// Stops delivering at once, also the strings already received in the
+    /// read being parsed, and stops the transport's reading: Twisted's
+    /// `IntNStringReceiver.pauseProducing`. Bytes held back meanwhile wait,
+    /// in order, for ``resumeProducing()``: while paused the receiver keeps
+    /// the rest of that read besides a partial frame (its transport reads no
+    /// more). Call it from any callback or from outside.
+    open func pauseProducing() {
+        pauseDelivery()
+    }
+
+    /// Makes the transport read again, then delivers what was held back, in
+    /// order, before returning (called inside a callback of this receiver:
+    /// once that callback returns). A callback that throws meanwhile closes
+    /// the connection with that reason, as a throw inside `dataReceived` does.
+    open func resumeProducing() {
+        resumeDeliveryAndReading()
+    }
+
+    /// Stops delivering for good and stops the transport (its
+    /// `stopProducing()`: `loseConnection()`).
+    open func stopProducing() {
+        stopDelivery()
     }
 
     /// A string arrived; valid only during the call (see the class documentation).
@@ -190,3 +225,7 @@ open class Int32StringReceiver: IntNStringReceiver {
 }
 
 extension IntNStringReceiver: ReentrantParser {}
+
+/// A string receiver is a push producer of what it delivers, as
+/// ``LineReceiver`` is.
+extension IntNStringReceiver: PushProducer {}

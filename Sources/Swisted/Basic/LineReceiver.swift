@@ -21,7 +21,8 @@
 /// case: no copy, no allocation), or into the receiver's own buffer when it
 /// was split between reads. Either way it is valid only during the call:
 /// copy what you keep (`line.array`, `line.string`). Only a partial line is
-/// kept between reads, never more than `maxLength + delimiter.count - 1` bytes.
+/// kept between reads, never more than `maxLength + delimiter.count - 1` bytes
+/// (while not paused: see ``pauseProducing()``).
 ///
 /// ## Limits and errors
 /// A line of exactly ``maxLength`` bytes is accepted; one byte more calls
@@ -81,6 +82,11 @@ open class LineReceiver: Protocol {
             position = 0
         }
         while position < chunk.count {
+            if reentry.paused {  // pauseProducing() from a callback: hold the rest back
+                reentry.hold(UnsafeBufferPointer(rebasing: chunk[position...]))
+                position = chunk.count
+                return
+            }
             if !lineMode {
                 try deliverRaw()
                 continue
@@ -212,6 +218,37 @@ open class LineReceiver: Protocol {
         return all
     }
 
+    // MARK: Flow control
+
+    /// True from ``pauseProducing()`` or ``stopProducing()`` until
+    /// ``resumeProducing()``: nothing is delivered (Twisted's `paused`).
+    public var paused: Bool { reentry.paused }
+
+    /// Stops delivering at once, also the lines already received in the read
+    /// being parsed (say, the rest of a pipelined batch), and stops the
+    /// transport's reading: Twisted's `LineReceiver.pauseProducing`. Bytes
+    /// held back meanwhile wait, in order, for ``resumeProducing()``: while
+    /// paused the receiver keeps the rest of that read besides the partial
+    /// line (its transport reads no more). Call it from any callback or
+    /// from outside.
+    open func pauseProducing() {
+        pauseDelivery()
+    }
+
+    /// Makes the transport read again, then delivers what was held back, in
+    /// order, before returning (called inside a callback of this receiver:
+    /// once that callback returns). A callback that throws meanwhile closes
+    /// the connection with that reason, as a throw inside `dataReceived` does.
+    open func resumeProducing() {
+        resumeDeliveryAndReading()
+    }
+
+    /// Stops delivering for good and stops the transport (its
+    /// `stopProducing()`: `loseConnection()`).
+    open func stopProducing() {
+        stopDelivery()
+    }
+
     // MARK: Sending
 
     /// Writes `line` followed by ``delimiter``, in one write.
@@ -236,3 +273,8 @@ open class LineReceiver: Protocol {
 }
 
 extension LineReceiver: ReentrantParser {}
+
+/// A line receiver is a push producer of what it delivers: register it with
+/// another transport (`registerProducer(receiver, streaming: true)`) to pause
+/// its delivery, and its own transport's reading, while that one is full.
+extension LineReceiver: PushProducer {}
