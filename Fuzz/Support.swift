@@ -103,10 +103,11 @@ final class FuzzTransport: StringTransport {
 /// no read once `loseConnection` was called or after a throw; the first throw
 /// closes the connection with that error; at the end the connection closes.
 /// `beforeRead(i)` runs before read `i` (a place for "the application"
-/// to act between reads). Returns the error that closed it, if one did.
+/// to act between reads), `afterReads` after the last one. Returns the
+/// error that closed it, if one did.
 @discardableResult
 func drive(_ proto: Protocol, _ transport: FuzzTransport, _ stream: [UInt8], _ plan: ChunkPlan,
-           beforeRead: (Int) -> Void = { _ in }) -> (any Error)? {
+           beforeRead: (Int) -> Void = { _ in }, afterReads: () -> Void = {}) -> (any Error)? {
     transport.proto = proto
     try! proto.makeConnection(transport)
     var failure: (any Error)?
@@ -122,6 +123,7 @@ func drive(_ proto: Protocol, _ transport: FuzzTransport, _ stream: [UInt8], _ p
             break
         }
     }
+    if failure == nil, !transport.disconnecting, !transport.closed { afterReads() }
     transport.close(failure ?? ConnectionDone())
     check(transport.lostCount == 1, "connectionLost called \(transport.lostCount) times")
     return failure
@@ -130,15 +132,38 @@ func drive(_ proto: Protocol, _ transport: FuzzTransport, _ stream: [UInt8], _ p
 /// The same driving for a model: `receive` is its `dataReceived`.
 @discardableResult
 func driveModel(_ stream: [UInt8], _ plan: ChunkPlan, disconnecting: () -> Bool,
-                beforeRead: (Int) -> Void = { _ in }, receive: ([UInt8]) throws -> Void) -> (any Error)? {
+                beforeRead: (Int) -> Void = { _ in }, afterReads: () -> Void = {},
+                receive: ([UInt8]) throws -> Void) -> (any Error)? {
     for (index, range) in plan.ranges(stream.count).enumerated() {
         if disconnecting() { break }
         beforeRead(index)
         if disconnecting() { break }
         do { try receive(Array(stream[range])) } catch { return error }
     }
+    if !disconnecting() { afterReads() }
     return nil
 }
+
+/// What a pausable receiver (Swisted's or a model) offers the driver: its
+/// delivery pause, and a resume that says whether the connection survived
+/// it (a callback that throws during `resumeProducing` fails it).
+protocol PauseDriven: AnyObject {
+    var isPaused: Bool { get }
+    func resume() -> Bool
+}
+
+/// Resumes `receiver` if it is paused (with `untilDone`, again while it
+/// pauses anew); false if the connection failed meanwhile.
+func resumeIfPaused(_ receiver: any PauseDriven, untilDone: Bool = false) -> Bool {
+    repeat {
+        guard receiver.isPaused else { return true }
+        if !receiver.resume() { return false }
+    } while untilDone
+    return true
+}
+
+/// The event both sides record when a callback threw during `resumeProducing`.
+let failedDuringResume = Event.failed("a callback threw during resumeProducing")
 
 /// Byte arrays, printed short for failure messages.
 func show(_ bytes: [UInt8]) -> String {
@@ -261,7 +286,7 @@ class StringScript {
     }
 
     /// What the callback should do after recording `string`.
-    enum Action { case none, lose, send, inject([UInt8]), limit(Int) }
+    enum Action { case none, lose, send, inject([UInt8]), limit(Int), pause }
 
     func string(_ string: [UInt8], maxLength: Int, disconnecting: Bool) -> Action {
         check(!disconnecting, "a string was delivered while disconnecting: \(show(string))")
@@ -280,6 +305,7 @@ class StringScript {
             // The string framed again (an IntN prefix may wrap), or its bare bytes (likely broken).
             return .inject(op.arg % 2 == 0 ? frame(string) : string)
         case 4: return .limit(maxLengthChoices[Int(op.arg) % maxLengthChoices.count])
+        case 0 where op.arg % 4 == 3: return .pause  // pausable receivers pause their delivery
         default: return .none
         }
     }

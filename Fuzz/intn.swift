@@ -1,11 +1,12 @@
 // Fuzz target: Int8/16/32StringReceiver (and the 3-byte IntNStringReceiver):
 // frames split across reads, prefixes over the limit, re-entry from
 // stringReceived, loseConnection and limit changes, the three ways to handle
-// a length over the limit.
+// a length over the limit, delivery paused from stringReceived (resumed
+// before the next read, and at the end until it stays resumed).
 //
 // Swisted's receiver and a plain model (read the prefix, wait for the frame)
 // run the same script; their events must be equal. Direct checks: no string
-// while disconnecting or longer than maxLength, sendString writes prefix +
+// while disconnecting or paused or longer than maxLength, sendString writes prefix +
 // bytes (or throws StringTooLongError and writes nothing), connectionLost once.
 //
 // Header: [prefix width+limit] [on length over the limit] [op count]
@@ -44,7 +45,7 @@ func prefixed(_ bytes: [UInt8], prefixLength: Int) -> [UInt8] {
     return out + bytes
 }
 
-final class FuzzIntNReceiver: IntNStringReceiver {
+final class FuzzIntNReceiver: IntNStringReceiver, PauseDriven {
     var script: IntNScript!
     var lost = false
     var fuzzTransport: FuzzTransport { transport as! FuzzTransport }
@@ -52,8 +53,16 @@ final class FuzzIntNReceiver: IntNStringReceiver {
     init(prefix: Int) { super.init(prefixLength: prefix) }
     required init() { super.init() }
 
+    var isPaused: Bool { paused }
+    /// False if a callback threw meanwhile: `resumeProducing` then aborts the transport.
+    func resume() -> Bool {
+        resumeProducing()
+        return !fuzzTransport.abortConnectionCalled
+    }
+
     override func stringReceived(_ string: Span<UInt8>) throws {
         check(!lost, "stringReceived after connectionLost")
+        check(!paused, "stringReceived while paused")
         let bytes = string.withUnsafeBufferPointer { Array($0) }
         switch script.string(bytes, maxLength: maxLength,
                              disconnecting: transport?.disconnecting ?? true) {
@@ -74,6 +83,7 @@ final class FuzzIntNReceiver: IntNStringReceiver {
             }
         case .inject(let extra): try extra.withUnsafeBufferPointer { try dataReceived($0.span) }
         case .limit(let limit): maxLength = limit
+        case .pause: pauseProducing()
         }
     }
     override func lengthLimitExceeded(_ length: Int) throws {
@@ -91,12 +101,14 @@ final class FuzzIntNReceiver: IntNStringReceiver {
 
 /// The documented behaviour: read a prefix, wait for the whole frame, deliver;
 /// a prefix over the limit drops the rest of that read. Bytes given to
-/// dataReceived from inside a callback wait until the current read is done.
-final class ModelIntNReceiver {
+/// dataReceived from inside a callback wait until the current read is done;
+/// while paused, nothing is parsed.
+final class ModelIntNReceiver: PauseDriven {
     let script: IntNScript
     let prefixLength: Int
     var maxLength: Int
     var disconnecting = false
+    var isPaused = false
     private var buffer: [UInt8] = []
     private let input = ReentrantInput()
 
@@ -110,9 +122,20 @@ final class ModelIntNReceiver {
         try input.feed(data) { try process($0) }
     }
 
+    func resume() -> Bool {
+        isPaused = false
+        do {
+            try dataReceived([])
+            return true
+        } catch {
+            disconnecting = true
+            return false
+        }
+    }
+
     private func process(_ data: [UInt8]) throws {
         buffer += data
-        while !disconnecting {
+        while !disconnecting, !isPaused {
             guard buffer.count >= prefixLength else { return }
             let length = buffer[..<prefixLength].reduce(0) { $0 << 8 | Int($1) }
             if length > maxLength {
@@ -130,6 +153,7 @@ final class ModelIntNReceiver {
             case .lose: disconnecting = true
             case .inject(let extra): try dataReceived(extra)
             case .limit(let limit): maxLength = limit
+            case .pause: isPaused = true
             }
         }
     }
@@ -155,7 +179,12 @@ public func fuzzIntN(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let real = FuzzIntNReceiver(prefix: prefixLength)
     real.maxLength = maxLength
     real.script = IntNScript(ops: ops, prefixLength: prefixLength, onTooLong: onTooLong)
-    if let error = drive(real, FuzzTransport(), stream, plan) {
+    func resuming(_ receiver: any PauseDriven, _ script: IntNScript, untilDone: Bool) {
+        if !resumeIfPaused(receiver, untilDone: untilDone) { record(&script.events, failedDuringResume) }
+    }
+    if let error = drive(real, FuzzTransport(), stream, plan,
+                         beforeRead: { _ in resuming(real, real.script, untilDone: false) },
+                         afterReads: { resuming(real, real.script, untilDone: true) }) {
         check(error is LengthLimitExceededError, "unexpected error \(error)")
         record(&real.script.events, .failed("\(error)"))
     }
@@ -163,7 +192,10 @@ public func fuzzIntN(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     let modelScript = IntNScript(ops: ops, prefixLength: prefixLength, onTooLong: onTooLong)
     let model = ModelIntNReceiver(script: modelScript, prefixLength: prefixLength, maxLength: maxLength)
-    if let error = driveModel(stream, plan, disconnecting: { model.disconnecting }, receive: model.dataReceived) {
+    if let error = driveModel(stream, plan, disconnecting: { model.disconnecting },
+                              beforeRead: { _ in resuming(model, modelScript, untilDone: false) },
+                              afterReads: { resuming(model, modelScript, untilDone: true) },
+                              receive: model.dataReceived) {
         record(&modelScript.events, .failed("\(error)"))
     }
 

@@ -1,11 +1,13 @@
 // Fuzz target: LineReceiver (line mode, raw mode switching both ways, delimiter
 // and limit changes from callbacks, clearLineBuffer, re-entry through
-// setLineMode(extra:), loseConnection, the three ways to handle a long line).
+// setLineMode(extra:), loseConnection, the three ways to handle a long line,
+// delivery paused from a callback: resumed before the next read, and at the
+// end until it stays resumed).
 //
 // The input drives the same script on Swisted's LineReceiver and on a plain
 // model of what its documentation promises (a byte buffer split at the first
 // delimiter, Twisted's algorithm); the events of both must be equal. Direct
-// checks too: no line while disconnecting, no line longer than maxLength or
+// checks too: no line while disconnecting or paused, no line longer than maxLength or
 // containing the delimiter, sendLine writes line + delimiter, connectionLost once.
 //
 // Header: [delimiter+limit] [on long line] [raw-between-reads mask] [raw length]
@@ -15,7 +17,7 @@ import Swisted
 import SwistedTesting
 
 /// What the script needs from a receiver, Swisted's or the model.
-protocol LineDriven: AnyObject {
+protocol LineDriven: PauseDriven {
     var currentDelimiter: [UInt8] { get set }
     var currentMaxLength: Int { get set }
     var isDisconnecting: Bool { get }
@@ -26,6 +28,7 @@ protocol LineDriven: AnyObject {
     func lose()
     /// Sends `line`; Swisted's side checks what was written.
     func send(_ line: [UInt8])
+    func pause()
 }
 
 /// What the callbacks do, decided by line number and by stream position in
@@ -55,6 +58,7 @@ final class LineScript {
 
     func line(_ line: [UInt8]) throws {
         check(!target.isDisconnecting, "a line was delivered while disconnecting: \(show(line))")
+        check(!target.isPaused, "a line was delivered while paused: \(show(line))")
         check(line.count <= target.currentMaxLength, "line of \(line.count) > maxLength \(target.currentMaxLength)")
         check(firstIndex(of: target.currentDelimiter, in: line) == nil, "line contains its delimiter: \(show(line))")
         record(&events, .line(line))
@@ -76,12 +80,14 @@ final class LineScript {
             try target.switchToLine(extra: extra)
         case 6: target.currentMaxLength = maxLengthChoices[Int(op.arg) % maxLengthChoices.count]
         case 7: target.send(line)
+        case 0 where op.arg % 4 == 3: target.pause()
         default: break
         }
     }
 
     func raw(_ data: [UInt8]) throws {
         check(!target.inLineMode, "raw data in line mode")
+        check(!target.isPaused, "raw data delivered while paused")
         let take = rawRemaining.map { min($0, data.count) } ?? data.count
         record(&events, .raw(Array(data[..<take])))
         guard let remaining = rawRemaining else { return }
@@ -128,6 +134,13 @@ final class FuzzLineReceiver: LineReceiver, LineDriven {
     func send(_ line: [UInt8]) {
         stringTransport.checkWrites(line + delimiter, by: "sendLine") { sendLine(line) }
     }
+    var isPaused: Bool { paused }
+    func pause() { pauseProducing() }
+    /// False if a callback threw meanwhile: `resumeProducing` then aborts the transport.
+    func resume() -> Bool {
+        resumeProducing()
+        return !stringTransport.abortConnectionCalled
+    }
 
     override func lineReceived(_ line: Span<UInt8>) throws {
         check(!lost, "lineReceived after connectionLost")
@@ -149,13 +162,15 @@ final class FuzzLineReceiver: LineReceiver, LineDriven {
 
 /// The documented behaviour, written as plainly as possible: a buffer split
 /// at the first delimiter; raw mode hands over the whole buffer; bytes given
-/// to dataReceived from inside a callback wait until the current read is done.
+/// to dataReceived from inside a callback wait until the current read is
+/// done; while paused, nothing is parsed.
 final class ModelLineReceiver: LineDriven {
     var script: LineScript!
     var currentDelimiter: [UInt8] = Array("\r\n".utf8)
     var currentMaxLength = 16384
     var isDisconnecting = false
     var inLineMode = true
+    var isPaused = false
     private var buffer: [UInt8] = []
     private let input = ReentrantInput()
 
@@ -170,6 +185,17 @@ final class ModelLineReceiver: LineDriven {
     }
     func lose() { isDisconnecting = true }
     func send(_ line: [UInt8]) {}
+    func pause() { isPaused = true }
+    func resume() -> Bool {
+        isPaused = false
+        do {
+            try dataReceived([])
+            return true
+        } catch {
+            isDisconnecting = true
+            return false
+        }
+    }
 
     func dataReceived(_ data: [UInt8]) throws {
         try input.feed(data) { try process($0) }
@@ -177,7 +203,7 @@ final class ModelLineReceiver: LineDriven {
 
     private func process(_ data: [UInt8]) throws {
         buffer += data
-        while !buffer.isEmpty {
+        while !buffer.isEmpty, !isPaused {
             if !inLineMode {
                 let all = buffer
                 buffer = []
@@ -223,8 +249,12 @@ public func fuzzLines(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     func betweenReads(_ script: LineScript) -> (Int) -> Void {
         { index in
+            if !resumeIfPaused(script.target) { return record(&script.events, failedDuringResume) }
             if index > 0, rawBetweenReads & (1 << UInt8(index % 8)) != 0 { script.enterRaw(rawLength) }
         }
+    }
+    func afterReads(_ script: LineScript) -> () -> Void {
+        { if !resumeIfPaused(script.target, untilDone: true) { record(&script.events, failedDuringResume) } }
     }
 
     // Swisted.
@@ -235,7 +265,8 @@ public func fuzzLines(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     realScript.target = real
     real.script = realScript
     let transport = FuzzTransport()
-    let realError = drive(real, transport, stream, plan, beforeRead: betweenReads(realScript))
+    let realError = drive(real, transport, stream, plan, beforeRead: betweenReads(realScript),
+                          afterReads: afterReads(realScript))
     if let realError {
         check(realError is LineTooLongError, "unexpected error \(realError)")
         record(&realScript.events, .failed("\(realError)"))
@@ -250,7 +281,8 @@ public func fuzzLines(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     modelScript.target = model
     model.script = modelScript
     if let error = driveModel(stream, plan, disconnecting: { model.isDisconnecting },
-                              beforeRead: betweenReads(modelScript), receive: model.dataReceived) {
+                              beforeRead: betweenReads(modelScript), afterReads: afterReads(modelScript),
+                              receive: model.dataReceived) {
         record(&modelScript.events, .failed("\(error)"))
     }
 

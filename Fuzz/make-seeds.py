@@ -56,6 +56,9 @@ def lines():
         "split-delimiter-abab": head(delim=b"abab") + ops() + plan(3) + b"ababababxabababab",
         "nul-delimiter": head(delim=b"\0") + ops() + plan(2) + b"a\0\0b\0",
         "no-limit": head(limit="max") + ops() + plan(7) + b"x" * 200 + b"\r\nend",
+        # Op (0, 3): pause delivery; the driver resumes before the next read and at the end.
+        "pause": head() + ops((0, 3), (0, 0)) + plan(9) + b"a\r\nb\r\nc\r\nd\r\npartial",
+        "pause-raw-and-limit": head(limit=5) + ops((0, 3), (1, 4), (0, 3)) + plan(0) + b"a\r\nb\r\n1234c\r\ntoo long\r\n",
     }
     for name, data in seeds.items():
         write("lines", name, data)
@@ -123,6 +126,9 @@ def intn():
         "send": head(1) + ops((2, 0)) + plan(2) + fr(1, b"echo"),
         "send-over-limit": head(1, 3) + ops((4, 1), (2, 0)) + plan() + fr(1, b"a") + fr(1, b"bb"),
         "huge-prefix": head(4, "max") + ops() + plan(2) + b"\xff\xff\xff\xff" + b"partial",
+        # Op (0, 3): pause delivery; the driver resumes before the next read and at the end.
+        "pause": head(2) + ops((0, 3), (0, 0)) + plan(7) + fr(2, b"a") + fr(2, b"bb") + fr(2, b"c") + fr(2, b"dddd"),
+        "pause-over-limit": head(1, 3) + ops((0, 3)) + plan(0) + fr(1, b"a") + fr(1, b"b") + fr(1, b"toolong"),
     })
     for name, data in seeds.items():
         write("intn", name, data)

@@ -31,7 +31,7 @@ final class FuzzNetstringReceiver: NetstringReceiver {
         check(!brokenPeer, "stringReceived from a broken peer")
         let bytes = string.withUnsafeBufferPointer { Array($0) }
         switch script.string(bytes, maxLength: maxLength, disconnecting: transport?.disconnecting ?? true) {
-        case .none: break
+        case .none, .pause: break  // a NetstringReceiver does not pause its delivery (as in Twisted)
         case .lose: transport?.loseConnection()
         case .send:
             fuzzTransport.checkWrites(netstring(bytes), by: "sendString") { sendString(bytes) }
@@ -101,7 +101,7 @@ final class ModelNetstringReceiver {
             let string = Array(buffer[start..<start + length])
             buffer.removeFirst(start + length + 1)
             switch script.string(string, maxLength: maxLength, disconnecting: disconnecting) {
-            case .none, .send: break
+            case .none, .send, .pause: break
             case .lose: disconnecting = true
             case .inject(let extra): try dataReceived(extra)
             case .limit(let limit): maxLength = limit
