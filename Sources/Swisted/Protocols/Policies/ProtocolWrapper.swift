@@ -127,13 +127,13 @@ open class ProtocolWrapper: Protocol, Transport {
 
     /// Registers `producer` with the real transport.
     /// - Throws: ``ProducerError`` as the real transport does, or if there is no connection yet.
-    public func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {
+    open func registerProducer(_ producer: any Producer, streaming: Bool) throws(ProducerError) {
         guard let transport else { throw ProducerError("the wrapper is not connected yet") }
         try transport.registerProducer(producer, streaming: streaming)
     }
 
     /// Unregisters the real transport's producer.
-    public func unregisterProducer() {
+    open func unregisterProducer() {
         transport?.unregisterProducer()
     }
 
@@ -150,10 +150,10 @@ open class ProtocolWrapper: Protocol, Transport {
     }
 
     /// Pauses reading on the real transport.
-    public func pauseProducing() { transport?.pauseProducing() }
+    open func pauseProducing() { transport?.pauseProducing() }
 
     /// Resumes reading on the real transport.
-    public func resumeProducing() { transport?.resumeProducing() }
+    open func resumeProducing() { transport?.resumeProducing() }
 
     /// Stops the real transport (it closes).
     public func stopProducing() { transport?.stopProducing() }
