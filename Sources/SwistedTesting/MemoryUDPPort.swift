@@ -54,4 +54,9 @@ public final class MemoryUDPPort: MulticastTransport {
     public func setLoopbackMode(_ enabled: Bool) throws(UVError) { loopbackMode = enabled }
     public func getLoopbackMode() throws(UVError) -> Bool { loopbackMode }
     public func setOutgoingInterface(_ interface: String) throws { outgoingInterface = interface }
+    /// ``outgoingInterface``, or the system's choice (`0.0.0.0`, `::` on an IPv6 port) until set.
+    public func getOutgoingInterface() throws(UVError) -> String {
+        if !outgoingInterface.isEmpty { return outgoingInterface }
+        return address is IPv6Address ? "::" : "0.0.0.0"
+    }
 }

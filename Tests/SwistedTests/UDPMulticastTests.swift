@@ -97,6 +97,21 @@ struct UDPMulticastTests {
                 "\(result.output)")
     }
 
+    @Test("listenMultiple on lo: two ports on one port number both receive a group datagram; getOutgoingInterface reads back")
+    func listenMultiple() throws {
+        let result = try runScenario("multiple")
+        #expect(result.status == 0, "swisted-netns-check multiple failed:\n\(result.output)")
+        #expect(!result.output.contains("FAILED"), "\(result.output)")
+        for expected in [
+            "ok: getOutgoingInterface is 0.0.0.0 until set",
+            "ok: getOutgoingInterface reads back 127.0.0.1",
+            "ok: two ports on port",
+            "ok: no libuv handle left open",
+        ] {
+            #expect(result.output.contains(expected), "missing \"\(expected)\" in:\n\(result.output)")
+        }
+    }
+
     @Test("Broadcast on lo: EACCES until setBroadcastAllowed(true), then a port bound to every interface receives it")
     func broadcast() throws {
         let result = try runScenario("broadcast")

@@ -444,6 +444,49 @@ struct UDPTests {
         #expect(first.startCount == 1 && first.stopCount == 1)
     }
 
+    @Test("listenMulticast with listenMultiple shares a port number with another such port; without it, EADDRINUSE")
+    func listenMultipleSharesAPort() throws {
+        let reactor = Reactor()
+        let first = try reactor.listenMulticast(0, DatagramProtocol(), interface: "127.0.0.1", listenMultiple: true)
+        let number = first.portNumber
+        let second = try reactor.listenMulticast(number, DatagramProtocol(), interface: "127.0.0.1", listenMultiple: true)
+        var plain: CannotListenError?
+        var single: CannotListenError?
+        do { try reactor.listenUDP(number, DatagramProtocol(), interface: "127.0.0.1") } catch { plain = error }
+        do { try reactor.listenMulticast(number, DatagramProtocol(), interface: "127.0.0.1") } catch { single = error }
+        let secondNumber = second.portNumber
+        first.stopListening()
+        second.stopListening()
+        reactor.callWhenRunning { try reactor.stop() }
+        try runReactor(reactor)
+        #expect(secondNumber == number)
+        #expect((plain?.underlying as? UVError) == .addressInUse)
+        #expect((single?.underlying as? UVError) == .addressInUse)
+    }
+
+    @Test("getOutgoingInterface reads back setOutgoingInterface: IPv4 0.0.0.0 until set, IPv6 :: until set")
+    func outgoingInterfaceReadsBack() throws {
+        let reactor = Reactor()
+        let v4 = try reactor.listenMulticast(0, DatagramProtocol(), interface: "127.0.0.1")
+        let v6 = try reactor.listenMulticast(0, DatagramProtocol(), interface: "::1")
+        let v4Before = try v4.getOutgoingInterface()
+        try v4.setOutgoingInterface("127.0.0.1")
+        let v4After = try v4.getOutgoingInterface()
+        let v6Before = try v6.getOutgoingInterface()
+        try v6.setOutgoingInterface("::%lo")
+        let v6After = try v6.getOutgoingInterface()
+        v4.stopListening()
+        v6.stopListening()
+        let closed = thrownError { _ = try v4.getOutgoingInterface() }
+        reactor.callWhenRunning { try reactor.stop() }
+        try runReactor(reactor)
+        #expect(v4Before == "0.0.0.0")
+        #expect(v4After == "127.0.0.1")
+        #expect(v6Before == "::")
+        #expect(v6After == "::%lo")
+        #expect((closed as? UVError)?.name == "EBADF")
+    }
+
     @Test("After stopListening, write and connect throw NotListeningError and the options throw EBADF")
     func callsAfterStopListening() throws {
         let reactor = Reactor()

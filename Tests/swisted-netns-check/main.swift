@@ -1,4 +1,5 @@
-// swisted-netns-check: the UDP multicast and broadcast scenarios, run by
+// swisted-netns-check: the UDP multicast (one port; several on one port
+// number with listenMultiple) and broadcast scenarios, run by
 // Tests/SwistedTests/UDPMulticastTests.swift inside a private network
 // namespace it creates:
 //
@@ -134,6 +135,41 @@ func multicastV4() throws {
           "startProtocol and stopProtocol ran once for each port")
 }
 
+/// listenMulticast(listenMultiple: true): two ports on one port number, each
+/// a member of the group, both receive a datagram sent to it.
+func multiple() throws {
+    let group = "239.255.42.2"
+    let reactor = Reactor()
+    reactor.logHandler = { print("log: \($0)") }
+    let first = Recorder()
+    let second = Recorder()
+    let sending = Recorder()
+    let firstPort = try reactor.listenMulticast(0, first, interface: "", listenMultiple: true)
+    let number = (firstPort.getHost() as! IPv4Address).port
+    let secondPort = try reactor.listenMulticast(number, second, interface: "", listenMultiple: true)
+    try firstPort.joinGroup(group, interface: "127.0.0.1")
+    try secondPort.joinGroup(group, interface: "127.0.0.1")
+    let sender = try reactor.listenUDP(0, sending, interface: "127.0.0.1")
+    check(try sender.getOutgoingInterface() == "0.0.0.0", "getOutgoingInterface is 0.0.0.0 until set")
+    try sender.setOutgoingInterface("127.0.0.1")
+    check(try sender.getOutgoingInterface() == "127.0.0.1", "getOutgoingInterface reads back 127.0.0.1")
+    var heard = 0
+    let stopAfterBoth: (Recorder) throws -> Void = { _ in
+        heard += 1
+        guard heard == 2 else { return }
+        firstPort.stopListening()
+        secondPort.stopListening()
+        sender.stopListening()
+        try reactor.stop()
+    }
+    first.onDatagram = stopAfterBoth
+    second.onDatagram = stopAfterBoth
+    try sender.write("to both", to: group, port: number)
+    run(reactor)
+    check(first.datagrams.map(\.text) == ["to both"] && second.datagrams.map(\.text) == ["to both"],
+          "two ports on port \(number) (listenMultiple) both receive the group's datagram (got \(first.datagrams.map(\.text)), \(second.datagrams.map(\.text)))")
+}
+
 /// Broadcast on lo's 127.255.255.255: refused until allowed, then delivered.
 func broadcast() throws {
     let reactor = Reactor()
@@ -162,8 +198,8 @@ func broadcast() throws {
 }
 
 let arguments = CommandLine.arguments.dropFirst()
-guard !arguments.isEmpty, arguments.allSatisfy({ ["multicast", "broadcast"].contains($0) }) else {
-    print("usage: swisted-netns-check multicast|broadcast ...   (inside `unshare -n`)")
+guard !arguments.isEmpty, arguments.allSatisfy({ ["multicast", "multiple", "broadcast"].contains($0) }) else {
+    print("usage: swisted-netns-check multicast|multiple|broadcast ...   (inside `unshare -n`)")
     exit(2)
 }
 let found = interfaces()
@@ -175,6 +211,7 @@ for scenario in arguments {
     do {
         switch scenario {
         case "multicast": try multicastV4()
+        case "multiple": try multiple()
         default: try broadcast()
         }
     } catch {

@@ -46,7 +46,9 @@ public final class UDPPort: HandleOwning, MulticastTransport {
 
     /// Binds (`uv_udp_bind`), starts receiving (`uv_udp_recv_start`), then
     /// attaches the protocol (`makeConnection` → `startProtocol`).
-    init(reactor: Reactor, port: Int, proto: DatagramProtocol, interface: String, maxPacketSize: Int) throws(CannotListenError) {
+    /// `reuseAddress`: bind with `SO_REUSEADDR` (``Reactor/listenMulticast(_:_:interface:maxPacketSize:listenMultiple:)``).
+    init(reactor: Reactor, port: Int, proto: DatagramProtocol, interface: String, maxPacketSize: Int,
+         reuseAddress: Bool = false) throws(CannotListenError) {
         func failure(_ error: any Error & Sendable) -> CannotListenError {
             CannotListenError(interface: interface, port: port, underlying: error)
         }
@@ -64,8 +66,10 @@ public final class UDPPort: HandleOwning, MulticastTransport {
             throw failure(UVError(code: initRC))
         }
         // Any failure from here on closes the handle; its memory is freed in the close callback.
-        // No UV_UDP_REUSEADDR: a second port on the same address must fail (EADDRINUSE), as in Twisted.
-        var rc = address.withSockAddr { uv_udp_bind(udp, $0, 0) }
+        // UV_UDP_REUSEADDR only when asked (listenMultiple): else a second port
+        // on the same address must fail (EADDRINUSE), as in Twisted.
+        let flags = reuseAddress ? UInt32(UV_UDP_REUSEADDR.rawValue) : 0
+        var rc = address.withSockAddr { uv_udp_bind(udp, $0, flags) }
         let actual = rc == 0 ? SocketAddress.read { uv_udp_getsockname(udp, $0, $1) } : nil
         if rc == 0, actual != nil {
             // Nothing is delivered before the loop runs, so adopting below is in time.
@@ -490,14 +494,40 @@ public final class UDPPort: HandleOwning, MulticastTransport {
     }
 
     /// Reads an integer socket option (libuv has setters only).
+    /// The interface multicast datagrams leave by: the IPv4 address set with
+    /// ``setOutgoingInterface(_:)`` (`"0.0.0.0"`: the system's choice), or for
+    /// an IPv6 port `"::%<interface name>"` (`"::"`: the system's choice).
+    /// - Throws: ``UVError`` if the port is closed (`EBADF`).
+    public func getOutgoingInterface() throws(UVError) -> String {
+        reactor.assertOnReactorThread()
+        if isIPv6 {
+            let index = try socketOption(Int32(IPPROTO_IPV6), IPV6_MULTICAST_IF)
+            guard index != 0 else { return "::" }
+            var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+            guard if_indextoname(UInt32(bitPattern: index), &name) != nil else { return "::%\(index)" }
+            return "::%" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        var address = in_addr()
+        try socketOption(Int32(IPPROTO_IP), IP_MULTICAST_IF, into: &address)
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     private func socketOption(_ level: Int32, _ name: Int32) throws(UVError) -> Int32 {
+        var value: Int32 = 0
+        try socketOption(level, name, into: &value)
+        return value
+    }
+
+    /// Reads socket option `name` into `value` (`getsockopt`).
+    private func socketOption<Value: BitwiseCopyable>(_ level: Int32, _ name: Int32, into value: inout Value) throws(UVError) {
         try checkOpen()
         var fd: uv_os_fd_t = -1
         try uvCheck(uv_fileno(UVHandle.asHandle(udp), &fd))
-        var value: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, level, name, &value, &length) == 0 else { throw UVError(code: -errno) }
-        return value
+        var length = socklen_t(MemoryLayout<Value>.size)
+        let rc = withUnsafeMutableBytes(of: &value) { getsockopt(fd, level, name, $0.baseAddress, &length) }
+        guard rc == 0 else { throw UVError(code: -errno) }
     }
 }
 
@@ -541,6 +571,24 @@ extension SocketAddress {
 }
 
 extension Reactor {
+    /// Opens a UDP port for multicast, as ``listenUDP(_:_:interface:maxPacketSize:)``
+    /// does (Twisted's `listenMulticast`); join groups on it with
+    /// ``UDPPort/joinGroup(_:interface:)``. With `listenMultiple`, the socket
+    /// is bound with `SO_REUSEADDR`, so several ports (in this process or
+    /// others, each bound with it) can listen on the same port number, and
+    /// each receives every datagram sent to a group they joined.
+    ///
+    /// Threading: reactor thread only.
+    /// - Throws: ``CannotListenError``, as `listenUDP` (`EADDRINUSE` when the
+    ///   port is taken by a socket bound without `listenMultiple`).
+    @discardableResult
+    public func listenMulticast(_ port: Int, _ proto: DatagramProtocol, interface: String = "", maxPacketSize: Int = 8192,
+                                listenMultiple: Bool = false) throws(CannotListenError) -> UDPPort {
+        assertOnReactorThread()
+        return try UDPPort(reactor: self, port: port, proto: proto, interface: interface, maxPacketSize: maxPacketSize,
+                           reuseAddress: listenMultiple)
+    }
+
     /// Opens a UDP port on `port` (0: the system picks a free one; read it
     /// from `getHost()`) with `proto` receiving its datagrams: Twisted's
     /// `reactor.listenUDP(port, protocol, interface, maxPacketSize)`.

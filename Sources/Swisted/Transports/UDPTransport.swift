@@ -90,6 +90,11 @@ public protocol MulticastTransport: UDPTransport {
     /// - Throws: ``InvalidAddressError`` if `interface` is not an IP
     ///   literal; ``UVError`` if the system refuses or the port is closed.
     func setOutgoingInterface(_ interface: String) throws
+
+    /// The interface multicast datagrams leave by, as ``setOutgoingInterface(_:)``
+    /// set it (IPv4: `"0.0.0.0"` until set, the system's choice).
+    /// - Throws: ``UVError`` if the port is closed.
+    func getOutgoingInterface() throws(UVError) -> String
 }
 
 extension UDPTransport {
