@@ -33,6 +33,10 @@ open class StringTransport: Transport {
 
     /// True once ``abortConnection()`` was called (Twisted's `aborting`).
     public private(set) var abortConnectionCalled = false
+    /// The error that closed this transport as it would close a real
+    /// connection: one a receiver's callback threw while `resumeProducing()`
+    /// delivered what it had held back (the transport is aborted with it).
+    public private(set) var closeError: (any Error)?
 
     /// What ``getPeer()`` returns.
     public var peer: any Address
@@ -144,4 +148,13 @@ open class StringTransport: Transport {
     open func resumeProducing() { producerState = .producing }
     /// Records it in ``producerState`` (a real transport also closes; this one does not).
     open func stopProducing() { producerState = .stopped }
+}
+
+extension StringTransport: ClosesWithError {
+    /// Records `error` as ``closeError`` and aborts
+    /// (``StringTransportWithDisconnection`` gives it to `connectionLost`).
+    package func closeWithError(_ error: any Error, in callback: String, of protocolType: Any.Type) {
+        closeError = error
+        abortConnection()
+    }
 }

@@ -2,7 +2,8 @@ import Swisted
 
 /// A ``StringTransport`` that also ends the protocol's life:
 /// ``loseConnection()`` calls its `connectionLost` with `ConnectionDone`,
-/// ``abortConnection()`` with `ConnectionAborted`, once (Twisted's
+/// ``abortConnection()`` with `ConnectionAborted` (or the error a receiver's
+/// callback threw while resuming, ``StringTransport/closeError``), once (Twisted's
 /// `StringTransportWithDisconnection`).
 ///
 /// Set ``protocol`` (or attach with ``connect(_:)``) before closing.
@@ -26,7 +27,7 @@ open class StringTransportWithDisconnection: StringTransport {
     open override func abortConnection() {
         let first = !disconnecting
         super.abortConnection()
-        if first { end(ConnectionAborted()) }
+        if first { end(closeError ?? ConnectionAborted()) }
     }
 
     private func end(_ reason: any Error) {

@@ -110,11 +110,12 @@ struct ReceiverPauseTests {
         #expect(transport.producerState == .stopped)
     }
 
-    @Test("a callback that throws during resumeProducing aborts an in-memory transport")
+    @Test("a callback that throws during resumeProducing closes an in-memory transport with that error")
     func throwDuringResumeInMemory() throws {
         struct Refused: Error {}
         let proto = LineRecorder()
-        let transport = try attach(proto)
+        let transport = StringTransportWithDisconnection()
+        try transport.connect(proto)
         proto.onLine = { proto, line in
             if line == bytes("a") { proto.pauseProducing() }
             if line == bytes("bad") { throw Refused() }
@@ -123,7 +124,83 @@ struct ReceiverPauseTests {
         #expect(!transport.abortConnectionCalled)
         proto.resumeProducing()
         #expect(transport.abortConnectionCalled)
+        #expect(transport.closeError is Refused)
+        #expect(proto.lostReason is Refused)
         #expect(proto.strings == ["a", "bad"])
+    }
+
+    @Test("IntNStringReceiver: a stringReceived that throws during resumeProducing closes with that error")
+    func intNThrowDuringResume() throws {
+        struct Refused: Error {}
+        final class Refusing: IntNStringReceiver {
+            var strings: [[UInt8]] = []
+            var lostReason: (any Error)?
+            override func stringReceived(_ string: Span<UInt8>) throws {
+                strings.append(string.array)
+                if string.count == 1 { pauseProducing() }
+                if string.count == 3 { throw Refused() }
+            }
+            override func connectionLost(_ reason: any Error) { lostReason = reason }
+        }
+        let proto = Refusing(prefixLength: 2)
+        let transport = StringTransportWithDisconnection()
+        try transport.connect(proto)
+        try proto.receive(lengthPrefixed(bytes("x"), width: 2) + lengthPrefixed(bytes("bad"), width: 2) + lengthPrefixed(bytes("never"), width: 2))
+        #expect(proto.strings == [bytes("x")])
+        proto.resumeProducing()
+        #expect(proto.strings == [bytes("x"), bytes("bad")])
+        #expect(proto.lostReason is Refused)
+        #expect(transport.closeError is Refused)
+    }
+
+    @Test("after connectionLost, resumeProducing delivers nothing more, in line mode and in raw mode", arguments: [false, true])
+    func resumeAfterConnectionLost(raw: Bool) throws {
+        let proto = LineRecorder()
+        let transport = StringTransportWithDisconnection()
+        try transport.connect(proto)
+        proto.onLine = { proto, _ in
+            if raw { proto.setRawMode() }
+            proto.pauseProducing()
+        }
+        try proto.receive("first\r\nsecond\r\nmore")
+        transport.loseConnection()
+        #expect(proto.lostReason is ConnectionDone)
+        proto.resumeProducing()
+        #expect(proto.strings == ["first"])
+        #expect(proto.raw.isEmpty)
+        #expect(!proto.paused)
+    }
+
+    @Test("resumeProducing when not paused delivers nothing and only resumes the transport")
+    func resumeWhenNotPaused() throws {
+        let proto = LineRecorder()
+        let transport = try attach(proto)
+        try proto.receive("a\r\npart")
+        proto.resumeProducing()
+        #expect(proto.strings == ["a"])
+        #expect(proto.bufferedByteCount == 4)
+        #expect(transport.producerState == .producing)
+    }
+
+    @Test("registered as another transport's producer: that transport's pause, resume and stop act on the receiver")
+    func registeredAsAProducer() throws {
+        let proto = LineRecorder()
+        let own = try attach(proto)
+        let other = StringTransport()  // the consumer: say, the other side of a proxy
+        try other.registerProducer(proto, streaming: true)
+        let producer = try #require(other.producer as? any PushProducer)
+        try proto.receive("a\r\n")
+        producer.pauseProducing()  // the consumer is full
+        try proto.receive("b\r\nc\r\n")
+        #expect(proto.strings == ["a"])
+        #expect(own.producerState == .paused)
+        producer.resumeProducing()  // drained
+        #expect(proto.strings == ["a", "b", "c"])
+        #expect(own.producerState == .producing)
+        producer.stopProducing()  // the consumer closed: so does the receiver's connection
+        #expect(own.producerState == .stopped)
+        try proto.receive("d\r\n")
+        #expect(proto.strings == ["a", "b", "c"])
     }
 
     @Test("IntNStringReceiver: pauseProducing inside stringReceived holds the rest; resume delivers it in order",

@@ -16,10 +16,12 @@ final class InOrder: LineReceiver {
 
     override func lineReceived(_ line: Span<UInt8>) throws {
         pauseProducing()                       // no more lines until this one is answered
-        lookUp(line.string).addCallback { answer in
-            self.sendLine(answer)
-            self.resumeProducing()             // the next pipelined line, if any, now
-        }
+        lookUp(line.string)
+            .addErrback { error in "ERR \(error)" }  // a failed lookup is answered too
+            .addCallback { answer in
+                self.sendLine(answer)
+                self.resumeProducing()         // the next pipelined line, if any, now
+            }
     }
 }
 
@@ -39,9 +41,10 @@ func inOrderAnswersPipelinedLines() throws {
     #expect(server.paused && transport.producerState == .paused)
     try waiting[0].answer.callback("ONE")
     #expect(waiting.map(\.request) == ["one", "two"])
-    try waiting[1].answer.callback("TWO")
+    struct NotFound: Error {}
+    try waiting[1].answer.errback(NotFound())
     try waiting[2].answer.callback("THREE")
-    #expect(transport.string == "ONE\r\nTWO\r\nTHREE\r\n")
+    #expect(transport.string == "ONE\r\nERR NotFound()\r\nTHREE\r\n")
     #expect(!server.paused && transport.producerState == .producing)
 
     let immediate = InOrder()                                    // answers at once: paused and resumed in one call

@@ -53,7 +53,7 @@ open class IntNStringReceiver: Protocol {
     }
 
     /// Bytes kept between reads now (a partial frame); for tests of the bounds.
-    package var bufferedByteCount: Int { partial.count + reentry.pending.count }
+    package var bufferedByteCount: Int { partial.count + reentry.count }
 
     /// The largest length the prefix can express.
     public var prefixLimit: Int { (1 << (8 * prefixLength)) - 1 }
@@ -144,13 +144,16 @@ open class IntNStringReceiver: Protocol {
     /// Makes the transport read again, then delivers what was held back, in
     /// order, before returning (called inside a callback of this receiver:
     /// once that callback returns). A callback that throws meanwhile closes
-    /// the connection with that reason, as a throw inside `dataReceived` does.
+    /// the connection with that reason, as a throw inside `dataReceived` does
+    /// (an in-memory `StringTransport` records it as its `closeError`).
+    /// After `connectionLost` nothing more is delivered.
     open func resumeProducing() {
         resumeDeliveryAndReading()
     }
 
-    /// Stops delivering for good and stops the transport (its
-    /// `stopProducing()`: `loseConnection()`).
+    /// Stops delivering, as ``pauseProducing()`` does, and stops the
+    /// transport (its `stopProducing()`: `loseConnection()`). As in Twisted,
+    /// a later ``resumeProducing()`` would deliver again what is held.
     open func stopProducing() {
         stopDelivery()
     }

@@ -57,7 +57,7 @@ open class LineReceiver: Protocol {
     public required init() { super.init() }
 
     /// Bytes kept between reads now (the partial line); for tests of the bounds.
-    package var bufferedByteCount: Int { lines.partial.count + reentry.pending.count }
+    package var bufferedByteCount: Int { lines.partial.count + reentry.count }
 
     /// Splits `data` into lines (or passes it on raw); see the class documentation.
     /// - Throws: whatever the callbacks throw, and ``LineTooLongError`` from the default ``lineLengthExceeded(_:)``.
@@ -213,8 +213,7 @@ open class LineReceiver: Protocol {
             all.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[position...]))
             position = chunk.count
         }
-        all += reentry.pending
-        reentry.pending.removeAll()
+        all += reentry.takeAll()
         return all
     }
 
@@ -238,13 +237,16 @@ open class LineReceiver: Protocol {
     /// Makes the transport read again, then delivers what was held back, in
     /// order, before returning (called inside a callback of this receiver:
     /// once that callback returns). A callback that throws meanwhile closes
-    /// the connection with that reason, as a throw inside `dataReceived` does.
+    /// the connection with that reason, as a throw inside `dataReceived` does
+    /// (an in-memory `StringTransport` records it as its `closeError`).
+    /// After `connectionLost` nothing more is delivered.
     open func resumeProducing() {
         resumeDeliveryAndReading()
     }
 
-    /// Stops delivering for good and stops the transport (its
-    /// `stopProducing()`: `loseConnection()`).
+    /// Stops delivering, as ``pauseProducing()`` does, and stops the
+    /// transport (its `stopProducing()`: `loseConnection()`). As in Twisted,
+    /// a later ``resumeProducing()`` would deliver again what is held.
     open func stopProducing() {
         stopDelivery()
     }
@@ -277,4 +279,7 @@ extension LineReceiver: ReentrantParser {}
 /// A line receiver is a push producer of what it delivers: register it with
 /// another transport (`registerProducer(receiver, streaming: true)`) to pause
 /// its delivery, and its own transport's reading, while that one is full.
+/// As in Twisted, that transport and your own calls share one paused state
+/// (a resume from either resumes), and when that transport closes it calls
+/// ``stopProducing()``, which closes this receiver's connection too.
 extension LineReceiver: PushProducer {}

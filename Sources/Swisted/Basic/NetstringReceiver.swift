@@ -38,7 +38,7 @@ open class NetstringReceiver: Protocol {
     public required init() { super.init() }
 
     /// Bytes kept between reads now (a partial payload); for tests of the bounds.
-    package var bufferedByteCount: Int { payload.count + reentry.pending.count }
+    package var bufferedByteCount: Int { payload.count + reentry.count }
 
     /// Parses netstrings out of `data`.
     /// - Throws: ``NetstringParseError`` for a broken peer, and whatever ``stringReceived(_:)`` throws.
@@ -111,7 +111,7 @@ open class NetstringReceiver: Protocol {
     private func broken(_ reason: String) -> NetstringParseError {
         brokenPeer = true
         payload = []
-        reentry.pending = []
+        _ = reentry.takeAll()
         return NetstringParseError(reason)
     }
 

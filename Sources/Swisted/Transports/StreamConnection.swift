@@ -165,8 +165,8 @@ class StreamConnection: HandleOwning, Transport {
     }
 
     /// A protocol callback threw: log it once with the peer, close this connection with the error as reason.
-    final func fail(_ error: any Error, in callback: String) {
-        let name = proto.map { String(describing: type(of: $0)) } ?? "Protocol"
+    final func fail(_ error: any Error, in callback: String, of protocolType: Any.Type? = nil) {
+        let name = protocolType.map { String(describing: $0) } ?? proto.map { String(describing: type(of: $0)) } ?? "Protocol"
         let peer = String(describing: getPeer())
         reactor.logError("Unhandled error in \(name).\(callback) (peer \(peer)): \(error); closing the connection",
                          metadata: ["peer": .string(peer), "protocol": .string(name)])
