@@ -493,7 +493,6 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         try uvCheck(uv_udp_set_multicast_interface(udp, literal))
     }
 
-    /// Reads an integer socket option (libuv has setters only).
     /// The interface multicast datagrams leave by: the IPv4 address set with
     /// ``setOutgoingInterface(_:)`` (`"0.0.0.0"`: the system's choice), or for
     /// an IPv6 port `"::%<interface name>"` (`"::"`: the system's choice).
@@ -514,6 +513,7 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Reads an integer socket option (libuv has setters only).
     private func socketOption(_ level: Int32, _ name: Int32) throws(UVError) -> Int32 {
         var value: Int32 = 0
         try socketOption(level, name, into: &value)
