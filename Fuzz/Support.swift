@@ -152,6 +152,28 @@ protocol PauseDriven: AnyObject {
     func resume() -> Bool
 }
 
+/// A model of a pausable receiver: its resume is Swisted's (unpause, then
+/// parse what waits; a callback that throws fails the connection).
+protocol PausableModel: PauseDriven {
+    var isPaused: Bool { get set }
+    func dataReceived(_ data: [UInt8]) throws
+    /// A callback threw while resuming: the connection is failing.
+    func resumeFailed()
+}
+
+extension PausableModel {
+    func resume() -> Bool {
+        isPaused = false
+        do {
+            try dataReceived([])
+            return true
+        } catch {
+            resumeFailed()
+            return false
+        }
+    }
+}
+
 /// Resumes `receiver` if it is paused (with `untilDone`, again while it
 /// pauses anew); false if the connection failed meanwhile.
 func resumeIfPaused(_ receiver: any PauseDriven, untilDone: Bool = false) -> Bool {

@@ -103,7 +103,7 @@ final class FuzzIntNReceiver: IntNStringReceiver, PauseDriven {
 /// a prefix over the limit drops the rest of that read. Bytes given to
 /// dataReceived from inside a callback wait until the current read is done;
 /// while paused, nothing is parsed.
-final class ModelIntNReceiver: PauseDriven {
+final class ModelIntNReceiver: PausableModel {
     let script: IntNScript
     let prefixLength: Int
     var maxLength: Int
@@ -122,16 +122,7 @@ final class ModelIntNReceiver: PauseDriven {
         try input.feed(data) { try process($0) }
     }
 
-    func resume() -> Bool {
-        isPaused = false
-        do {
-            try dataReceived([])
-            return true
-        } catch {
-            disconnecting = true
-            return false
-        }
-    }
+    func resumeFailed() { disconnecting = true }
 
     private func process(_ data: [UInt8]) throws {
         buffer += data

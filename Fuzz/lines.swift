@@ -164,7 +164,7 @@ final class FuzzLineReceiver: LineReceiver, LineDriven {
 /// at the first delimiter; raw mode hands over the whole buffer; bytes given
 /// to dataReceived from inside a callback wait until the current read is
 /// done; while paused, nothing is parsed.
-final class ModelLineReceiver: LineDriven {
+final class ModelLineReceiver: LineDriven, PausableModel {
     var script: LineScript!
     var currentDelimiter: [UInt8] = Array("\r\n".utf8)
     var currentMaxLength = 16384
@@ -186,16 +186,7 @@ final class ModelLineReceiver: LineDriven {
     func lose() { isDisconnecting = true }
     func send(_ line: [UInt8]) {}
     func pause() { isPaused = true }
-    func resume() -> Bool {
-        isPaused = false
-        do {
-            try dataReceived([])
-            return true
-        } catch {
-            isDisconnecting = true
-            return false
-        }
-    }
+    func resumeFailed() { isDisconnecting = true }
 
     func dataReceived(_ data: [UInt8]) throws {
         try input.feed(data) { try process($0) }

@@ -38,18 +38,36 @@ open class ThrottlingFactory: WrappingFactory {
     public let writeLimit: Int?
 
     /// Bytes read so far in the current second.
-    public private(set) var readThisSecond = 0
+    public var readThisSecond: Int { reads.thisSecond }
     /// Bytes written so far in the current second.
-    public private(set) var writtenThisSecond = 0
+    public var writtenThisSecond: Int { writes.thisSecond }
     /// True while reads are throttled.
-    public private(set) var readsThrottled = false
+    public var readsThrottled: Bool { reads.throttled }
     /// True while writes are throttled.
-    public private(set) var writesThrottled = false
+    public var writesThrottled: Bool { writes.throttled }
 
-    private var readCheck: DelayedCall?
-    private var writeCheck: DelayedCall?
-    private var readUnthrottle: DelayedCall?
-    private var writeUnthrottle: DelayedCall?
+    /// One direction's second: its count, its throttle, its pending calls.
+    private struct Meter {
+        let limit: Int?
+        var thisSecond = 0
+        var throttled = false
+        var check: DelayedCall?
+        var unthrottle: DelayedCall?
+
+        init(limit: Int?) { self.limit = limit }
+
+        /// Cancels the pending calls and starts over (no connection left).
+        mutating func reset() {
+            for call in [check, unthrottle] {
+                if let call, call.active { try? call.cancel() }
+            }
+            self = Meter(limit: limit)
+        }
+    }
+
+    private enum Direction { case reads, writes }
+    private var reads: Meter
+    private var writes: Meter
 
     /// A factory whose connections are `wrappedFactory`'s, throttled.
     /// - Parameters:
@@ -62,18 +80,20 @@ open class ThrottlingFactory: WrappingFactory {
         self.clock = clock
         self.readLimit = readLimit
         self.writeLimit = writeLimit
+        reads = Meter(limit: readLimit)
+        writes = Meter(limit: writeLimit)
         super.init(wrapping: wrappedFactory)
         wrapperType = ThrottlingProtocol.self
     }
 
     /// Counts bytes a connection read (its ``ThrottlingProtocol`` calls it).
     public func registerRead(_ count: Int) {
-        readThisSecond += count
+        reads.thisSecond += count
     }
 
     /// Counts bytes a connection wrote (its ``ThrottlingProtocol`` calls it).
     public func registerWritten(_ count: Int) {
-        writtenThisSecond += count
+        writes.thisSecond += count
     }
 
     /// The connections, as ``ThrottlingProtocol``s.
@@ -82,8 +102,9 @@ open class ThrottlingFactory: WrappingFactory {
     /// The first connection starts the checks; one made while throttled starts throttled.
     open override func registerProtocol(_ wrapper: ProtocolWrapper) {
         if protocols.count == 1 {
-            if readLimit != nil, readCheck == nil { scheduleReadCheck() }
-            if writeLimit != nil, writeCheck == nil { scheduleWriteCheck() }
+            for direction in [Direction.reads, .writes] where meter(direction).limit != nil && meter(direction).check == nil {
+                scheduleCheck(direction)
+            }
         }
         guard let connection = wrapper as? ThrottlingProtocol else { return }
         if readsThrottled { connection.throttleReads() }
@@ -93,76 +114,62 @@ open class ThrottlingFactory: WrappingFactory {
     /// The last connection gone: the checks stop, the counts and throttles reset.
     open override func unregisterProtocol(_ wrapper: ProtocolWrapper) {
         guard protocols.isEmpty else { return }
-        for call in [readCheck, writeCheck, readUnthrottle, writeUnthrottle] {
-            if let call, call.active { try? call.cancel() }
-        }
-        readCheck = nil
-        writeCheck = nil
-        readUnthrottle = nil
-        writeUnthrottle = nil
-        readThisSecond = 0
-        writtenThisSecond = 0
-        readsThrottled = false
-        writesThrottled = false
+        reads.reset()
+        writes.reset()
     }
 
-    private func scheduleReadCheck() {
-        readCheck = clock.callLater(1) { [weak self] in self?.checkReadBandwidth() }
+    private func meter(_ direction: Direction) -> Meter {
+        direction == .reads ? reads : writes
     }
 
-    private func scheduleWriteCheck() {
-        writeCheck = clock.callLater(1) { [weak self] in self?.checkWriteBandwidth() }
+    private func update(_ direction: Direction, _ change: (inout Meter) -> Void) {
+        if direction == .reads { change(&reads) } else { change(&writes) }
     }
 
-    /// The second is over: throttle reads for the excess, if any (Twisted's `checkReadBandwidth`).
-    private func checkReadBandwidth() {
-        if let limit = readLimit, readThisSecond > limit {
-            throttleReads()
-            if let call = readUnthrottle, call.active { try? call.cancel() }
-            readUnthrottle = clock.callLater(Double(readThisSecond) / Double(limit) - 1) { [weak self] in
-                self?.unthrottleReads()
+    private func scheduleCheck(_ direction: Direction) {
+        let call = clock.callLater(1) { [weak self] in self?.checkBandwidth(direction) }
+        update(direction) { $0.check = call }
+    }
+
+    /// The second is over: throttle for the excess, if any, as long as it
+    /// would take at the limit (Twisted's `checkReadBandwidth` and `checkWriteBandwidth`).
+    private func checkBandwidth(_ direction: Direction) {
+        let second = meter(direction)
+        if let limit = second.limit, second.thisSecond > limit {
+            if direction == .reads { throttleReads() } else { throttleWrites() }
+            if let call = second.unthrottle, call.active { try? call.cancel() }
+            let call = clock.callLater(Double(second.thisSecond) / Double(limit) - 1) { [weak self] in
+                if direction == .reads { self?.unthrottleReads() } else { self?.unthrottleWrites() }
             }
+            update(direction) { $0.unthrottle = call }
         }
-        readThisSecond = 0
-        scheduleReadCheck()
-    }
-
-    /// The second is over: throttle writes for the excess, if any (Twisted's `checkWriteBandwidth`).
-    private func checkWriteBandwidth() {
-        if let limit = writeLimit, writtenThisSecond > limit {
-            throttleWrites()
-            if let call = writeUnthrottle, call.active { try? call.cancel() }
-            writeUnthrottle = clock.callLater(Double(writtenThisSecond) / Double(limit) - 1) { [weak self] in
-                self?.unthrottleWrites()
-            }
-        }
-        writtenThisSecond = 0
-        scheduleWriteCheck()
+        update(direction) { $0.thisSecond = 0 }
+        scheduleCheck(direction)
     }
 
     /// Stops every connection's reading until ``unthrottleReads()``.
     open func throttleReads() {
-        readsThrottled = true
+        reads.throttled = true
         for connection in throttled { connection.throttleReads() }
     }
 
     /// Lets every connection read again (unless something else paused it).
     open func unthrottleReads() {
-        readUnthrottle = nil
-        readsThrottled = false
+        reads.unthrottle = nil
+        reads.throttled = false
         for connection in throttled { connection.unthrottleReads() }
     }
 
     /// Pauses every connection's producer until ``unthrottleWrites()``.
     open func throttleWrites() {
-        writesThrottled = true
+        writes.throttled = true
         for connection in throttled { connection.throttleWrites() }
     }
 
     /// Resumes every connection's producer (unless its transport paused it).
     open func unthrottleWrites() {
-        writeUnthrottle = nil
-        writesThrottled = false
+        writes.unthrottle = nil
+        writes.throttled = false
         for connection in throttled { connection.unthrottleWrites() }
     }
 }
