@@ -44,6 +44,12 @@ private final class OneProtocolFactory: ClientFactory {
     override func buildProtocol(_ address: any Address) -> Protocol? { proto }
 }
 
+/// Ends every connection of `factory` as its transport would (the factory
+/// and its wrappers hold each other until then).
+private func closeAll(_ factory: ThrottlingFactory) {
+    for wrapper in factory.protocols { wrapper.connectionLost(ConnectionDone()) }
+}
+
 /// A connection of `factory` on a fresh StringTransport.
 private func connect(_ factory: ThrottlingFactory) throws -> (wrapper: ThrottlingProtocol, transport: StringTransport) {
     let wrapper = try #require(factory.buildProtocol(IPv4Address(type: .tcp, host: "10.0.0.1", port: 40000)) as? ThrottlingProtocol)
@@ -58,6 +64,7 @@ struct ThrottlingTests {
     func readsOverTheLimit() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, readLimit: 100)
+        defer { closeAll(factory) }
         let (a, ta) = try connect(factory)
         let (_, tb) = try connect(factory)
         try a.receive(Array(repeating: 1, count: 250))
@@ -79,6 +86,7 @@ struct ThrottlingTests {
     func readsWithinTheLimit() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, readLimit: 100)
+        defer { closeAll(factory) }
         let (a, ta) = try connect(factory)
         for _ in 0..<5 {
             try a.receive(Array(repeating: 1, count: 100))  // exactly the limit
@@ -92,6 +100,7 @@ struct ThrottlingTests {
     func newConnectionWhileThrottled() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, readLimit: 10)
+        defer { closeAll(factory) }
         let (a, _) = try connect(factory)
         try a.receive(Array(repeating: 1, count: 30))
         try clock.advance(1)  // throttled for 2 s
@@ -105,6 +114,7 @@ struct ThrottlingTests {
     func protocolPauseSurvivesUnthrottle() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: Factory.forProtocol(PausingLines.self), clock: clock, readLimit: 10)
+        defer { closeAll(factory) }
         let (wrapper, transport) = try connect(factory)
         let receiver = try #require(wrapper.wrappedProtocol as? PausingLines)
         try wrapper.receive("0123456789012345\r\nstop\r\nlater\r\n")
@@ -122,6 +132,7 @@ struct ThrottlingTests {
     func protocolResumeWhileThrottled() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, readLimit: 10)
+        defer { closeAll(factory) }
         let (wrapper, transport) = try connect(factory)
         try wrapper.receive(Array(repeating: 1, count: 20))
         try clock.advance(1)  // throttled for 1 s
@@ -136,6 +147,7 @@ struct ThrottlingTests {
     func writesOverTheLimitPauseThePushProducer() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, writeLimit: 100)
+        defer { closeAll(factory) }
         let (wrapper, transport) = try connect(factory)
         let producer = Pusher()
         try wrapper.registerProducer(producer, streaming: true)
@@ -159,6 +171,7 @@ struct ThrottlingTests {
     func pullProducerWaitsWhileThrottled() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, writeLimit: 10)
+        defer { closeAll(factory) }
         let (wrapper, transport) = try connect(factory)
         let producer = Puller()
         try wrapper.registerProducer(producer, streaming: false)
@@ -179,6 +192,7 @@ struct ThrottlingTests {
     @Test("a producer of the wrong kind for streaming is refused, as by the transport itself")
     func wrongProducerKind() throws {
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: Clock(), writeLimit: 10)
+        defer { closeAll(factory) }
         let (wrapper, transport) = try connect(factory)
         #expect(throws: ProducerError.self) { try wrapper.registerProducer(Puller(), streaming: true) }
         #expect(throws: ProducerError.self) { try wrapper.registerProducer(Pusher(), streaming: false) }
@@ -189,6 +203,7 @@ struct ThrottlingTests {
     func checksStopWithTheLastConnection() throws {
         let clock = Clock()
         let factory = ThrottlingFactory(wrapping: echoFactory(), clock: clock, readLimit: 10, writeLimit: 10)
+        defer { closeAll(factory) }
         #expect(clock.getDelayedCalls().isEmpty)
         let (a, _) = try connect(factory)
         let (b, _) = try connect(factory)
@@ -212,6 +227,7 @@ struct ThrottlingTests {
         let clock = Clock()
         let limited = LimitConnectionsFactory(wrapping: echoFactory(), maxConnections: 1)
         let factory = ThrottlingFactory(wrapping: limited, clock: clock, readLimit: 10)
+        defer { closeAll(factory) }
         let (a, ta) = try connect(factory)
         #expect(factory.buildProtocol(IPv4Address(type: .tcp, host: "10.0.0.2", port: 1)) == nil)  // over the limit
         try a.receive(Array(repeating: 1, count: 20))
@@ -280,6 +296,7 @@ struct ThrottlingLoopbackTests {
         }
         try reactor.run()
         if watchdog.active { try watchdog.cancel() }
+        sink.onData = { _ in }  // it holds the port, which holds the factory, which holds the sink
         #expect(sink.received == 5000)
         #expect(stages == ["throttled", "held", "unthrottled", "all 5000 bytes"])
     }
