@@ -161,7 +161,7 @@ final class FuzzLineReceiver: LineReceiver, LineDriven {
 }
 
 /// The documented behaviour, written as plainly as possible: a buffer split
-/// at the first delimiter; raw mode hands over the whole buffer; bytes given
+/// at the first delimiter; raw mode hands over the whole buffer and the queued bytes; bytes given
 /// to dataReceived from inside a callback wait until the current read is
 /// done; while paused, nothing is parsed.
 final class ModelLineReceiver: LineDriven, PausableModel {
@@ -196,7 +196,7 @@ final class ModelLineReceiver: LineDriven, PausableModel {
         buffer += data
         while !buffer.isEmpty, !isPaused {
             if !inLineMode {
-                let all = buffer
+                let all = buffer + input.takeQueued()  // Twisted's one buffer: the queued bytes too
                 buffer = []
                 try script.raw(all)
                 continue

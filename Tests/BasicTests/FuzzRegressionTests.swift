@@ -29,6 +29,35 @@ struct FuzzRegressionTests {
         #expect(proto.events == ["raw X", "line abc", "line d"])
     }
 
+    /// A review against Twisted's algorithm: bytes fed in from a line
+    /// callback (`setLineMode(extra:)`) and then raw mode: Twisted's one
+    /// buffer hands them to `rawDataReceived` with the rest of the read, so a
+    /// raw callback that goes back to line mode puts its extra bytes before
+    /// them. Swisted delivered only the rest of the read, and the fed-in
+    /// bytes came first.
+    @Test("bytes fed in before a switch to raw mode go to rawDataReceived with the rest of the read, as in Twisted")
+    func fedInBytesGoRawWithTheRest() throws {
+        final class Switcher: LineReceiver {
+            var events: [String] = []
+            override func lineReceived(_ line: Span<UInt8>) throws {
+                events.append("line \(line.string)")
+                if line.string == "A" {
+                    try setLineMode(extra: Array("X\r\n".utf8))
+                    setRawMode()
+                }
+            }
+            override func rawDataReceived(_ data: Span<UInt8>) throws {
+                let bytes = data.array
+                events.append("raw \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+                try setLineMode(extra: Array(bytes.dropFirst(2)))
+            }
+        }
+        let proto = Switcher()
+        try attach(proto)
+        try proto.receive("A\r\nrrL1\r\n")
+        #expect(proto.events == ["line A", "raw \"rrL1\\r\\nX\\r\\n\"", "line L1", "line X"])
+    }
+
     @Test("LineReceiver with maxLength = Int.max (no limit) keeps a line without a delimiter")
     func lineReceiverNoLimit() throws {
         let proto = LineRecorder()

@@ -33,7 +33,8 @@
 ///
 /// Re-entry: `dataReceived` called from inside a callback (for example
 /// through ``setLineMode(extra:)``) queues its bytes behind the ones being
-/// parsed, as Twisted does.
+/// parsed, as Twisted does; in raw mode the rest of the read and those bytes
+/// go to ``rawDataReceived(_:)`` in one call, as Twisted's one buffer does.
 ///
 /// Threading: reactor thread only, like every protocol.
 open class LineReceiver: Protocol {
@@ -141,16 +142,19 @@ open class LineReceiver: Protocol {
         }
     }
 
-    /// Raw mode: what is kept from line mode first, then the rest of the read.
+    /// Raw mode: what is kept from line mode first, then the rest of the
+    /// read, then the bytes fed in meanwhile.
     private func deliverRaw() throws {
-        if !lines.partial.isEmpty {
-            // The kept bytes and the rest of the read in one call, as Twisted
-            // does: if the callback goes back to line mode with
-            // `setLineMode(extra:)`, its extra bytes come next, not after the
-            // rest of this read (found by Fuzz/lines).
+        if !lines.partial.isEmpty || reentry.count > 0 {
+            // All of them in one call, as Twisted does (its one buffer): if the
+            // callback goes back to line mode with `setLineMode(extra:)`, its
+            // extra bytes come after all of them, not before the rest of this
+            // read or before bytes fed in earlier (found by Fuzz/lines and by
+            // a comparison with Twisted's algorithm).
             var kept = lines.takeLine()
             kept.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[position...]))
             position = chunk.count
+            if reentry.count > 0 { kept += reentry.takeAll() }
             try kept.withUnsafeBufferPointer { try rawDataReceived($0.span) }
             lines.recycle(&kept)
             return
