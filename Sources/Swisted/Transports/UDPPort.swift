@@ -502,15 +502,14 @@ public final class UDPPort: HandleOwning, MulticastTransport {
         if isIPv6 {
             let index = try socketOption(Int32(IPPROTO_IPV6), IPV6_MULTICAST_IF)
             guard index != 0 else { return "::" }
-            var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
-            guard if_indextoname(UInt32(bitPattern: index), &name) != nil else { return "::%\(index)" }
-            return "::%" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(IF_NAMESIZE)) { buffer in
+                guard let name = if_indextoname(UInt32(bitPattern: index), buffer.baseAddress!) else { return "::%\(index)" }
+                return "::%" + String(cString: name)
+            }
         }
         var address = in_addr()
         try socketOption(Int32(IPPROTO_IP), IP_MULTICAST_IF, into: &address)
-        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-        inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return IPv4Host.format(networkOrder: address.s_addr)
     }
 
     /// Reads an integer socket option (libuv has setters only).
