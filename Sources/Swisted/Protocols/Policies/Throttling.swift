@@ -186,13 +186,23 @@ open class ThrottlingFactory: WrappingFactory {
 /// Threading: reactor thread only.
 open class ThrottlingProtocol: ProtocolWrapper {
     /// The factory's throttle holds reading back.
-    public private(set) var readsThrottled = false
-    /// The wrapped protocol paused reading (``pauseProducing()``).
-    private var readingPausedByProtocol = false
+    public var readsThrottled: Bool { readGate?.throttled ?? false }
+    /// The transport's reading (it produces what it reads) behind a gate:
+    /// paused while the wrapped protocol (``pauseProducing()``) or the
+    /// throttle wants it paused.
+    private var readGate: ThrottledPushProducer?
     /// The producer registered through this wrapper, behind its gate.
     private var gate: ThrottledProducer?
 
     private var throttlingFactory: ThrottlingFactory? { factory as? ThrottlingFactory }
+
+    /// Puts the transport's reading behind its gate before the factory
+    /// hears of the connection (it may throttle it at once).
+    /// - Throws: what the wrapped protocol's `connectionMade` throws.
+    open override func makeConnection(_ transport: any Transport) throws {
+        readGate = ThrottledPushProducer(transport)
+        try super.makeConnection(transport)
+    }
 
     /// Counts the bytes with the factory, then passes them on.
     /// - Throws: what the wrapped protocol's `dataReceived` throws.
@@ -232,27 +242,23 @@ open class ThrottlingProtocol: ProtocolWrapper {
 
     /// The wrapped protocol pauses its reading: it stays paused through throttles.
     open override func pauseProducing() {
-        readingPausedByProtocol = true
-        transport?.pauseProducing()
+        readGate?.pauseProducing()
     }
 
     /// The wrapped protocol resumes its reading: the transport reads again
     /// unless reads are throttled.
     open override func resumeProducing() {
-        readingPausedByProtocol = false
-        if !readsThrottled { transport?.resumeProducing() }
+        readGate?.resumeProducing()
     }
 
     /// Stops reading (the factory throttles reads).
     open func throttleReads() {
-        readsThrottled = true
-        transport?.pauseProducing()
+        readGate?.throttled = true
     }
 
     /// Reads again, unless the wrapped protocol paused reading.
     open func unthrottleReads() {
-        readsThrottled = false
-        if !readingPausedByProtocol { transport?.resumeProducing() }
+        readGate?.throttled = false
     }
 
     /// Pauses the registered producer (the factory throttles writes).
@@ -297,11 +303,13 @@ class ThrottledProducer: Producer {
     }
 }
 
-/// A push producer is paused while either the transport (its high-water
-/// mark) or the throttle says so.
+/// A push producer is paused while either its consumer or the throttle
+/// says so. The consumer is the transport (its high-water mark) for a
+/// registered producer, the wrapped protocol for the transport's reading.
 final class ThrottledPushProducer: ThrottledProducer, PushProducer {
     private let push: any PushProducer
-    private var pausedByTransport = false
+    /// The consumer's pause (``pauseProducing()``), apart from the throttle's.
+    private var pausedByConsumer = false
 
     init(_ push: any PushProducer) {
         self.push = push
@@ -309,17 +317,17 @@ final class ThrottledPushProducer: ThrottledProducer, PushProducer {
     }
 
     override func throttleChanged() {
-        guard !pausedByTransport else { return }
+        guard !pausedByConsumer else { return }
         if throttled { push.pauseProducing() } else { push.resumeProducing() }
     }
 
     func pauseProducing() {
-        pausedByTransport = true
+        pausedByConsumer = true
         if !throttled { push.pauseProducing() }
     }
 
     func resumeProducing() {
-        pausedByTransport = false
+        pausedByConsumer = false
         if !throttled { push.resumeProducing() }
     }
 }
