@@ -108,7 +108,7 @@ extension ReentrantParser {
         reentry.busy = true
         defer { reentry.busy = false }
         try data.withUnsafeBufferPointer { try parse($0) }
-        try parsePending(stop: stop)
+        if reentry.count > 0 { try parsePending(stop: stop) }  // usually nothing waits: no call per read
     }
 
     private func parsePending(stop: () -> Bool) throws {
