@@ -32,8 +32,8 @@ private final class Session: TimingOutProtocol {
     }
 }
 
-/// Echoes, and records what happens to it.
-private final class Recorder: Protocol {
+/// Echoes, and records what happens to it (the throttling tests use it too).
+final class Recorder: Protocol {
     var received: [UInt8] = []
     var lost: [any Error] = []
     var madeWithTransport: (any Transport)?

@@ -5,15 +5,6 @@ import Swisted
 import SwistedTesting
 import Testing
 
-/// Echoes, and records what it read.
-private final class Echo: Protocol {
-    var received: [UInt8] = []
-    override func dataReceived(_ data: Span<UInt8>) throws {
-        received += data.array
-        transport!.write(data)
-    }
-}
-
 /// A push producer that records its calls.
 private final class Pusher: PushProducer {
     var events: [String] = []
@@ -31,7 +22,7 @@ private final class Puller: PullProducer {
 }
 
 private func echoFactory() -> Factory {
-    Factory.forProtocol(Echo.self)
+    Factory.forProtocol(Recorder.self)  // echoes (PoliciesMemoryTests)
 }
 
 /// Builds the one protocol it was given (server or client side).
@@ -79,7 +70,7 @@ struct ThrottlingTests {
         try clock.advance(0.1)
         #expect(!factory.readsThrottled)
         #expect(ta.producerState == .producing && tb.producerState == .producing)
-        #expect((a.wrappedProtocol as? Echo)?.received.count == 250)  // nothing read was held back
+        #expect((a.wrappedProtocol as? Recorder)?.received.count == 250)  // nothing read was held back
     }
 
     @Test("reads within the limit are never throttled; the count starts again each second")
