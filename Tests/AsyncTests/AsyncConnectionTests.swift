@@ -487,7 +487,13 @@ struct AsyncConnectionTests {
         let big = 4 * 1024 * 1024
         let done = Locked<[String]>([])
         let bigBytes = pattern(count: big)
-        let first = Task {
+        // Both writers prefer the reactor: it resumes them in completion order
+        // and runs their jobs in that order, so `done` records the library's
+        // order. On the global pool two writers resumed in order may append in
+        // either order (seen once under ThreadSanitizer); the cross-thread
+        // admission path is tested by the cancellation and close-after-writes tests.
+        let reactor = thread.reactor
+        let first = Task(executorPreference: reactor) {
             try await client.write(bigBytes)
             done.withLock { $0.append("first") }
         }
@@ -500,7 +506,7 @@ struct AsyncConnectionTests {
         }
         #expect(firstPending)
 
-        let second = Task {
+        let second = Task(executorPreference: reactor) {
             try await client.write(pattern(from: big, count: 1024))
             done.withLock { $0.append("second") }
         }
